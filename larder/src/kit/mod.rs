@@ -1,0 +1,2 @@
+//! Allocation strategies matched to lifetimes (arena, pool, slab, buffer) and
+//! allocator wrappers for tests (failing, counting).

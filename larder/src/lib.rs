@@ -1,0 +1,3 @@
+//! larder: a memory allocator and the toolkit around it.
+
+pub mod kit;
