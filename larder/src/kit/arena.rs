@@ -107,7 +107,7 @@ unsafe fn drop_value<T>(header: NonNull<DropHeader>) {
 ///
 /// A reference into the arena cannot outlive a reset:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0502
 /// let mut arena = larder::Arena::new();
 /// let x = arena.alloc(5u32);
 /// arena.reset();
@@ -117,7 +117,7 @@ unsafe fn drop_value<T>(header: NonNull<DropHeader>) {
 /// An arena is not `Sync` (its bump pointer is a plain `Cell`), so it cannot
 /// be shared between threads:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// fn share<T: Sync>(_: &T) {}
 /// share(&larder::Arena::new());
 /// ```
@@ -125,7 +125,7 @@ unsafe fn drop_value<T>(header: NonNull<DropHeader>) {
 /// Nor `Send`, because the values it will drop may be tied to this thread
 /// (an `Rc` clone, for instance):
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// fn send<T: Send>(_: T) {}
 /// send(larder::Arena::new());
 /// ```

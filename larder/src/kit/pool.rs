@@ -61,7 +61,7 @@ struct BlockHeader {
 /// A box cannot outlive its pool, so a slot cannot be freed into a pool that
 /// is gone (nor into another pool: the box carries its own):
 ///
-/// ```compile_fail
+/// ```compile_fail,E0597
 /// let boxed;
 /// {
 ///     let pool = larder::Pool::new();
@@ -72,7 +72,7 @@ struct BlockHeader {
 ///
 /// A pool is not `Sync`, so boxes cannot travel to other threads:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// fn share<T: Sync>(_: &T) {}
 /// share(&larder::Pool::<u64>::new());
 /// ```

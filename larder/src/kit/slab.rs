@@ -249,3 +249,25 @@ impl<T: fmt::Debug, A: Allocator> fmt::Debug for Slab<T, A> {
         f.debug_map().entries(self.iter()).finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_out_of_generations_is_retired_not_wrapped() {
+        let mut slab = Slab::new();
+        let first = slab.insert('a');
+        slab.remove(first);
+        // Fast-forward the slot to its last generation.
+        slab.entries[0].generation = u32::MAX;
+        let last = slab.insert('b');
+        assert_eq!(last.generation(), u32::MAX);
+        assert_eq!(slab.remove(last), Some('b'));
+        let next = slab.insert('c');
+        assert_ne!(next.index(), last.index(), "the exhausted slot is not reused");
+        assert_eq!(slab.get(last), None);
+        assert_eq!(slab.get(Key { index: 0, generation: 0 }), None);
+        assert_eq!(slab.len(), 1);
+    }
+}
