@@ -50,7 +50,10 @@ fn check(held: &[Held<'_>]) {
             Held::Bytes(got, want) => assert_eq!(&**got, want.as_slice()),
             Held::Wide(got, want) => {
                 assert_eq!(**got, *want);
-                assert_eq!(*got as *const u128 as usize % std::mem::align_of::<u128>(), 0);
+                assert_eq!(
+                    *got as *const u128 as usize % std::mem::align_of::<u128>(),
+                    0
+                );
             }
         }
     }
@@ -176,7 +179,9 @@ fn large_alignments_are_honoured() {
         assert_eq!(block.cast::<u8>().as_ptr() as usize % align, 0);
         assert_eq!(block.len(), 24);
     }
-    let empty = (&arena).allocate(Layout::from_size_align(0, 32).unwrap()).unwrap();
+    let empty = (&arena)
+        .allocate(Layout::from_size_align(0, 32).unwrap())
+        .unwrap();
     assert_eq!(empty.cast::<u8>().as_ptr() as usize % 32, 0);
 }
 
@@ -197,7 +202,10 @@ fn a_refused_chunk_is_an_error_through_the_allocator_interface() {
     let arena = Arena::new_in(&failing);
     let mut small: ApiVec<u8, &Arena<&Failing<&Counting<Global>>>> = ApiVec::new_in(&arena);
     small.try_reserve(100).expect("the first chunk is granted");
-    assert!(small.try_reserve(1 << 20).is_err(), "the second chunk is refused");
+    assert!(
+        small.try_reserve(1 << 20).is_err(),
+        "the second chunk is refused"
+    );
     assert_eq!(small.capacity(), 100);
     drop(small);
     drop(arena);

@@ -111,7 +111,11 @@ fn blocks_grow_and_go_back_when_the_pool_drops() {
         let boxes: Vec<_> = (0..100_000u64).map(|i| pool.alloc(i)).collect();
         assert!(boxes.iter().enumerate().all(|(i, b)| **b == i as u64));
         // Blocks double, so 800 KB of slots take a handful of blocks.
-        assert!(counting.live_blocks() < 20, "{} blocks", counting.live_blocks());
+        assert!(
+            counting.live_blocks() < 20,
+            "{} blocks",
+            counting.live_blocks()
+        );
     }
     counting.assert_no_leaks();
 }

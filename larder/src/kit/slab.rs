@@ -265,9 +265,19 @@ mod tests {
         assert_eq!(last.generation(), u32::MAX);
         assert_eq!(slab.remove(last), Some('b'));
         let next = slab.insert('c');
-        assert_ne!(next.index(), last.index(), "the exhausted slot is not reused");
+        assert_ne!(
+            next.index(),
+            last.index(),
+            "the exhausted slot is not reused"
+        );
         assert_eq!(slab.get(last), None);
-        assert_eq!(slab.get(Key { index: 0, generation: 0 }), None);
+        assert_eq!(
+            slab.get(Key {
+                index: 0,
+                generation: 0
+            }),
+            None
+        );
         assert_eq!(slab.len(), 1);
     }
 }
