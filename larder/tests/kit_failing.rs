@@ -114,6 +114,10 @@ fn counting_follows_grow_and_shrink() {
     // SAFETY: `block` came from `counting` with `small`.
     let block = unsafe { counting.grow(block.cast(), small, large) }.unwrap();
     assert_eq!((counting.live_blocks(), counting.live_bytes()), (1, 1000));
+    assert_eq!(
+        (counting.total_allocations(), counting.total_grows()),
+        (1, 1)
+    );
     // SAFETY: `block` came from `counting` with `large`.
     let block = unsafe { counting.shrink(block.cast(), large, small) }.unwrap();
     assert_eq!((counting.live_blocks(), counting.live_bytes()), (1, 16));

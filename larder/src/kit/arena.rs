@@ -19,6 +19,9 @@ const FIRST_CHUNK_BYTES: usize = 4096 - CHUNK_HEADER_BYTES;
 /// Alignment of every chunk; larger alignments pad inside the chunk.
 const CHUNK_ALIGN: usize = 16;
 const CHUNK_HEADER_BYTES: usize = mem::size_of::<ChunkHeader>();
+/// The floor of an arena without chunks: above the null bump pointer, so
+/// every request, even of zero bytes, takes the slow path.
+const NO_CHUNK_FLOOR: usize = 1;
 
 /// Sits at the low end of each chunk; the bump region is the rest of it.
 #[repr(C, align(16))]
@@ -132,8 +135,9 @@ unsafe fn drop_value<T>(header: NonNull<DropHeader>) {
 pub struct Arena<A: Allocator = Global> {
     /// The next allocation ends at or below this address; it only moves down.
     bump: Cell<*mut u8>,
-    /// Lowest address the bump pointer may reach in the newest chunk.
-    floor: Cell<*mut u8>,
+    /// Lowest address the bump pointer may reach in the newest chunk; 1
+    /// while there is no chunk, so that the fast path never yields null.
+    floor: Cell<usize>,
     /// Newest chunk; the others hang off its `older` link.
     newest_chunk: Cell<Option<NonNull<ChunkHeader>>>,
     /// Bytes handed out from chunks older than the newest, since the last reset.
@@ -168,7 +172,7 @@ impl<A: Allocator> Arena<A> {
     pub const fn new_in(allocator: A) -> Self {
         Arena {
             bump: Cell::new(ptr::null_mut()),
-            floor: Cell::new(ptr::null_mut()),
+            floor: Cell::new(NO_CHUNK_FLOOR),
             newest_chunk: Cell::new(None),
             retired_bytes: Cell::new(0),
             pending_drops: Cell::new(None),
@@ -301,7 +305,7 @@ impl<A: Allocator> Arena<A> {
             }
         }
         self.bump.set(chunk_end(newest));
-        self.floor.set(chunk_floor(newest));
+        self.floor.set(chunk_floor(newest) as usize);
         self.retired_bytes.set(0);
     }
 
@@ -310,14 +314,14 @@ impl<A: Allocator> Arena<A> {
     fn try_bump(&self, layout: Layout) -> Option<NonNull<u8>> {
         let bump = self.bump.get();
         let below = (bump as usize).checked_sub(layout.size())? & !(layout.align() - 1);
-        if below < self.floor.get() as usize {
+        if below < self.floor.get() {
             return None;
         }
         // Derive from `bump` so the pointer keeps the chunk's provenance.
         let start = bump.wrapping_sub(bump as usize - below);
         self.bump.set(start);
-        // Null only for an empty arena asked for zero bytes.
-        NonNull::new(start)
+        // SAFETY: `start >= floor >= 1`, so it is not null.
+        Some(unsafe { NonNull::new_unchecked(start) })
     }
 
     #[inline]
@@ -388,7 +392,7 @@ impl<A: Allocator> Arena<A> {
         }
         self.newest_chunk.set(Some(chunk));
         self.bump.set(chunk_end(chunk));
-        self.floor.set(chunk_floor(chunk));
+        self.floor.set(chunk_floor(chunk) as usize);
         Ok(())
     }
 

@@ -36,6 +36,7 @@ pub struct Counting<A> {
     live_blocks: AtomicUsize,
     live_bytes: AtomicUsize,
     total_allocations: AtomicUsize,
+    total_grows: AtomicUsize,
 }
 
 impl<A> Counting<A> {
@@ -46,6 +47,7 @@ impl<A> Counting<A> {
             live_blocks: AtomicUsize::new(0),
             live_bytes: AtomicUsize::new(0),
             total_allocations: AtomicUsize::new(0),
+            total_grows: AtomicUsize::new(0),
         }
     }
 
@@ -62,6 +64,12 @@ impl<A> Counting<A> {
     /// Successful `allocate` calls since creation (grows and shrinks not included).
     pub fn total_allocations(&self) -> usize {
         self.total_allocations.load(Ordering::Relaxed)
+    }
+
+    /// Successful `grow` and `grow_zeroed` calls since creation: the
+    /// reallocations a growing collection asked for.
+    pub fn total_grows(&self) -> usize {
+        self.total_grows.load(Ordering::Relaxed)
     }
 
     /// Panics, naming the counts, if any block is still live.
@@ -130,6 +138,7 @@ unsafe impl<A: Allocator> Allocator for Counting<A> {
         // SAFETY: forwarded unchanged; the caller upholds `grow`'s contract.
         let block = unsafe { self.inner.grow(ptr, old_layout, new_layout) }?;
         self.count_resize(old_layout.size(), new_layout.size());
+        self.total_grows.fetch_add(1, Ordering::Relaxed);
         Ok(block)
     }
 
@@ -142,6 +151,7 @@ unsafe impl<A: Allocator> Allocator for Counting<A> {
         // SAFETY: forwarded unchanged; the caller upholds `grow_zeroed`'s contract.
         let block = unsafe { self.inner.grow_zeroed(ptr, old_layout, new_layout) }?;
         self.count_resize(old_layout.size(), new_layout.size());
+        self.total_grows.fetch_add(1, Ordering::Relaxed);
         Ok(block)
     }
 

@@ -34,14 +34,11 @@ impl Key {
     }
 }
 
-enum Slot<T> {
-    Occupied(T),
-    Vacant { next_free: u32 },
-}
-
-struct Entry<T> {
-    generation: u32,
-    slot: Slot<T>,
+/// One slot. The generation sits in both variants so that it shares the
+/// tag's word: an entry of a `u64` is 16 bytes, as in a slab without keys.
+enum Entry<T> {
+    Occupied { generation: u32, value: T },
+    Vacant { generation: u32, next_free: u32 },
 }
 
 /// Index-based storage with generational keys.
@@ -122,16 +119,17 @@ impl<T, A: Allocator> Slab<T, A> {
         }
         let index = self.free_head;
         let entry = &mut self.entries[index as usize];
-        let Slot::Vacant { next_free } = entry.slot else {
-            unreachable!("the free list holds only vacant slots")
+        let Entry::Vacant {
+            generation,
+            next_free,
+        } = *entry
+        else {
+            unreachable!("the free list holds only vacant entries")
         };
         self.free_head = next_free;
-        entry.slot = Slot::Occupied(value);
+        *entry = Entry::Occupied { generation, value };
         self.len += 1;
-        Key {
-            index,
-            generation: entry.generation,
-        }
+        Key { index, generation }
     }
 
     #[inline]
@@ -141,9 +139,9 @@ impl<T, A: Allocator> Slab<T, A> {
             Ok(index) if index != END_OF_FREE_LIST => index,
             _ => slab_full(),
         };
-        self.entries.push(Entry {
+        self.entries.push(Entry::Occupied {
             generation: 0,
-            slot: Slot::Occupied(value),
+            value,
         });
         self.len += 1;
         Key {
@@ -156,10 +154,9 @@ impl<T, A: Allocator> Slab<T, A> {
     #[inline]
     pub fn get(&self, key: Key) -> Option<&T> {
         match self.entries.get(key.index as usize) {
-            Some(Entry {
-                generation,
-                slot: Slot::Occupied(value),
-            }) if *generation == key.generation => Some(value),
+            Some(Entry::Occupied { generation, value }) if *generation == key.generation => {
+                Some(value)
+            }
             _ => None,
         }
     }
@@ -168,10 +165,9 @@ impl<T, A: Allocator> Slab<T, A> {
     #[inline]
     pub fn get_mut(&mut self, key: Key) -> Option<&mut T> {
         match self.entries.get_mut(key.index as usize) {
-            Some(Entry {
-                generation,
-                slot: Slot::Occupied(value),
-            }) if *generation == key.generation => Some(value),
+            Some(Entry::Occupied { generation, value }) if *generation == key.generation => {
+                Some(value)
+            }
             _ => None,
         }
     }
@@ -186,25 +182,29 @@ impl<T, A: Allocator> Slab<T, A> {
     #[inline]
     pub fn remove(&mut self, key: Key) -> Option<T> {
         let entry = self.entries.get_mut(key.index as usize)?;
-        if entry.generation != key.generation || !matches!(entry.slot, Slot::Occupied(_)) {
-            return None;
+        match entry {
+            Entry::Occupied { generation, .. } if *generation == key.generation => {}
+            _ => return None,
         }
         self.len -= 1;
-        let vacated = match entry.generation.checked_add(1) {
-            Some(next_generation) => {
-                entry.generation = next_generation;
+        let vacated = match key.generation.checked_add(1) {
+            Some(generation) => {
                 let next_free = self.free_head;
                 self.free_head = key.index;
-                Slot::Vacant { next_free }
+                Entry::Vacant {
+                    generation,
+                    next_free,
+                }
             }
-            // Out of generations: retire the slot rather than wrap around.
-            None => Slot::Vacant {
+            // Out of generations: retire the entry rather than wrap around.
+            None => Entry::Vacant {
+                generation: u32::MAX,
                 next_free: END_OF_FREE_LIST,
             },
         };
-        match core::mem::replace(&mut entry.slot, vacated) {
-            Slot::Occupied(value) => Some(value),
-            Slot::Vacant { .. } => unreachable!("checked occupied above"),
+        match core::mem::replace(entry, vacated) {
+            Entry::Occupied { value, .. } => Some(value),
+            Entry::Vacant { .. } => unreachable!("checked occupied above"),
         }
     }
 
@@ -225,15 +225,15 @@ impl<T, A: Allocator> Slab<T, A> {
         self.entries
             .iter()
             .enumerate()
-            .filter_map(|(index, entry)| match &entry.slot {
-                Slot::Occupied(value) => Some((
+            .filter_map(|(index, entry)| match entry {
+                Entry::Occupied { generation, value } => Some((
                     Key {
                         index: index as u32,
-                        generation: entry.generation,
+                        generation: *generation,
                     },
                     value,
                 )),
-                Slot::Vacant { .. } => None,
+                Entry::Vacant { .. } => None,
             })
     }
 }
@@ -260,7 +260,10 @@ mod tests {
         let first = slab.insert('a');
         slab.remove(first);
         // Fast-forward the slot to its last generation.
-        slab.entries[0].generation = u32::MAX;
+        slab.entries[0] = Entry::Vacant {
+            generation: u32::MAX,
+            next_free: END_OF_FREE_LIST,
+        };
         let last = slab.insert('b');
         assert_eq!(last.generation(), u32::MAX);
         assert_eq!(slab.remove(last), Some('b'));
