@@ -2,20 +2,28 @@
 //! a key to a removed value misses instead of finding the value that reused
 //! its slot.
 //!
-//! Invariant: a vacant entry is either on the free list (its `generation`
-//! is the one its next occupant will get) or retired (its generation ran out
-//! and it is never reused). An occupied entry matches exactly one live key.
+//! Each entry carries a generation stamp whose parity is its state: odd while
+//! it holds a value, even while vacant. Inserting and removing each add one.
+//! Keys are made only from odd stamps, so `entry.generation == key.generation`
+//! alone proves both that the entry is occupied and that the key is current:
+//! a lookup is one bounds check and one compare.
+//!
+//! Invariant: a vacant entry is on the free list, or retired (stamp 0: its
+//! stamps ran out and it is never reused). `len` counts the odd stamps.
 
 use core::fmt;
+use core::mem::MaybeUninit;
 
 use allocator_api2::alloc::{Allocator, Global};
 use allocator_api2::vec::Vec;
 
 /// No next free entry.
 const END_OF_FREE_LIST: u32 = u32::MAX;
+/// The stamp of an entry that may never be used again.
+const RETIRED: u32 = 0;
 
-/// A handle to a value in a [`Slab`]: its index and the generation of the
-/// slot when the value was inserted.
+/// A handle to a value in a [`Slab`]: its index and the generation stamp of
+/// the slot when the value was inserted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {
     index: u32,
@@ -28,17 +36,18 @@ impl Key {
         self.index as usize
     }
 
-    /// How many times the slot had been vacated when this key was made.
+    /// The slot's generation stamp when the key was made (always odd).
     pub fn generation(self) -> u32 {
         self.generation
     }
 }
 
-/// One slot. The generation sits in both variants so that it shares the
-/// tag's word: an entry of a `u64` is 16 bytes, as in a slab without keys.
-enum Entry<T> {
-    Occupied { generation: u32, value: T },
-    Vacant { generation: u32, next_free: u32 },
+struct Entry<T> {
+    /// Odd: `value` is initialised. Even: vacant.
+    generation: u32,
+    /// The next vacant entry on the free list (meaningful while vacant).
+    next_free: u32,
+    value: MaybeUninit<T>,
 }
 
 /// Index-based storage with generational keys.
@@ -46,7 +55,7 @@ enum Entry<T> {
 /// `insert` reuses the most recently vacated slot, or appends one. Removing a
 /// value bumps its slot's generation, so every key made before the removal
 /// stops matching: a stale key gets `None`, never another value. A slot whose
-/// generation counter runs out (after 2³² reuses) is retired, not wrapped.
+/// generation stamps run out (after 2³¹ reuses) is retired, not wrapped.
 ///
 /// ```
 /// use larder::Slab;
@@ -114,62 +123,63 @@ impl<T, A: Allocator> Slab<T, A> {
     /// If the slab would need more than `u32::MAX - 1` slots.
     #[inline]
     pub fn insert(&mut self, value: T) -> Key {
-        if self.free_head == END_OF_FREE_LIST {
-            return self.push_entry(value);
-        }
         let index = self.free_head;
-        let entry = &mut self.entries[index as usize];
-        let Entry::Vacant {
-            generation,
-            next_free,
-        } = *entry
-        else {
-            unreachable!("the free list holds only vacant entries")
+        let Some(entry) = self.entries.get_mut(index as usize) else {
+            return self.push_entry(value);
         };
-        self.free_head = next_free;
-        *entry = Entry::Occupied { generation, value };
+        // Entries on the free list are vacant with an even stamp below
+        // `u32::MAX`, so adding one gives an odd stamp without overflow.
+        debug_assert!(entry.generation % 2 == 0 && entry.generation != RETIRED);
+        entry.generation += 1;
+        entry.value.write(value);
+        self.free_head = entry.next_free;
         self.len += 1;
-        Key { index, generation }
+        Key {
+            index,
+            generation: entry.generation,
+        }
     }
 
-    #[inline]
+    #[cold]
+    #[inline(never)]
     fn push_entry(&mut self, value: T) -> Key {
-        let index = self.entries.len();
-        let index = match u32::try_from(index) {
+        let index = match u32::try_from(self.entries.len()) {
             Ok(index) if index != END_OF_FREE_LIST => index,
             _ => slab_full(),
         };
-        self.entries.push(Entry::Occupied {
-            generation: 0,
-            value,
+        self.entries.push(Entry {
+            generation: 1,
+            next_free: END_OF_FREE_LIST,
+            value: MaybeUninit::new(value),
         });
         self.len += 1;
         Key {
             index,
-            generation: 0,
+            generation: 1,
         }
     }
 
     /// The value of `key`, or `None` if it was removed (or never was here).
     #[inline]
     pub fn get(&self, key: Key) -> Option<&T> {
-        match self.entries.get(key.index as usize) {
-            Some(Entry::Occupied { generation, value }) if *generation == key.generation => {
-                Some(value)
-            }
-            _ => None,
+        let entry = self.entries.get(key.index as usize)?;
+        if entry.generation != key.generation {
+            return None;
         }
+        // SAFETY: key stamps are odd, so the entry's stamp is odd: it holds
+        // an initialised value (module invariant).
+        Some(unsafe { entry.value.assume_init_ref() })
     }
 
     /// The value of `key`, mutably, or `None` if it was removed.
     #[inline]
     pub fn get_mut(&mut self, key: Key) -> Option<&mut T> {
-        match self.entries.get_mut(key.index as usize) {
-            Some(Entry::Occupied { generation, value }) if *generation == key.generation => {
-                Some(value)
-            }
-            _ => None,
+        let entry = self.entries.get_mut(key.index as usize)?;
+        if entry.generation != key.generation {
+            return None;
         }
+        // SAFETY: as in `get`, the odd stamp means the value is initialised.
+        Some(unsafe { entry.value.assume_init_mut() })
     }
 
     /// Whether `key` still points at a value.
@@ -182,30 +192,21 @@ impl<T, A: Allocator> Slab<T, A> {
     #[inline]
     pub fn remove(&mut self, key: Key) -> Option<T> {
         let entry = self.entries.get_mut(key.index as usize)?;
-        match entry {
-            Entry::Occupied { generation, .. } if *generation == key.generation => {}
-            _ => return None,
+        if entry.generation != key.generation {
+            return None;
+        }
+        if entry.generation == u32::MAX {
+            // Out of stamps: retire the entry rather than wrap around.
+            entry.generation = RETIRED;
+        } else {
+            entry.generation += 1;
+            entry.next_free = self.free_head;
+            self.free_head = key.index;
         }
         self.len -= 1;
-        let vacated = match key.generation.checked_add(1) {
-            Some(generation) => {
-                let next_free = self.free_head;
-                self.free_head = key.index;
-                Entry::Vacant {
-                    generation,
-                    next_free,
-                }
-            }
-            // Out of generations: retire the entry rather than wrap around.
-            None => Entry::Vacant {
-                generation: u32::MAX,
-                next_free: END_OF_FREE_LIST,
-            },
-        };
-        match core::mem::replace(entry, vacated) {
-            Entry::Occupied { value, .. } => Some(value),
-            Entry::Vacant { .. } => unreachable!("checked occupied above"),
-        }
+        // SAFETY: the stamp was odd, so the value was initialised; the stamp
+        // is now even, so it will not be read again before a new write.
+        Some(unsafe { entry.value.assume_init_read() })
     }
 
     /// Number of values stored.
@@ -225,15 +226,14 @@ impl<T, A: Allocator> Slab<T, A> {
         self.entries
             .iter()
             .enumerate()
-            .filter_map(|(index, entry)| match entry {
-                Entry::Occupied { generation, value } => Some((
-                    Key {
-                        index: index as u32,
-                        generation: *generation,
-                    },
-                    value,
-                )),
-                Entry::Vacant { .. } => None,
+            .filter(|(_, entry)| entry.generation % 2 == 1)
+            .map(|(index, entry)| {
+                let key = Key {
+                    index: index as u32,
+                    generation: entry.generation,
+                };
+                // SAFETY: the stamp is odd, so the value is initialised.
+                (key, unsafe { entry.value.assume_init_ref() })
             })
     }
 }
@@ -242,6 +242,24 @@ impl<T, A: Allocator> Slab<T, A> {
 #[inline(never)]
 fn slab_full() -> ! {
     panic!("Slab is full: keys index slots with 32 bits");
+}
+
+impl<T, A: Allocator> Drop for Slab<T, A> {
+    fn drop(&mut self) {
+        if !core::mem::needs_drop::<T>() {
+            return;
+        }
+        for entry in self.entries.iter_mut() {
+            if entry.generation % 2 == 1 {
+                // Mark it vacant first: a panicking destructor leaks the
+                // rest instead of dropping anything twice.
+                entry.generation = RETIRED;
+                // SAFETY: the stamp was odd, so the value is initialised,
+                // and it is dropped once.
+                unsafe { entry.value.assume_init_drop() };
+            }
+        }
+    }
 }
 
 impl<T: fmt::Debug, A: Allocator> fmt::Debug for Slab<T, A> {
@@ -259,12 +277,10 @@ mod tests {
         let mut slab = Slab::new();
         let first = slab.insert('a');
         slab.remove(first);
-        // Fast-forward the slot to its last generation.
-        slab.entries[0] = Entry::Vacant {
-            generation: u32::MAX,
-            next_free: END_OF_FREE_LIST,
-        };
+        // Fast-forward the vacant slot to its last even stamp.
+        slab.entries[0].generation = u32::MAX - 1;
         let last = slab.insert('b');
+        assert_eq!(last.index(), 0);
         assert_eq!(last.generation(), u32::MAX);
         assert_eq!(slab.remove(last), Some('b'));
         let next = slab.insert('c');
@@ -274,13 +290,8 @@ mod tests {
             "the exhausted slot is not reused"
         );
         assert_eq!(slab.get(last), None);
-        assert_eq!(
-            slab.get(Key {
-                index: 0,
-                generation: 0
-            }),
-            None
-        );
+        assert_eq!(slab.get(first), None);
         assert_eq!(slab.len(), 1);
+        assert_eq!(slab.iter().count(), 1);
     }
 }
