@@ -25,3 +25,8 @@ pub use counting::Counting;
 pub use failing::Failing;
 pub use pool::{Pool, PoolBox};
 pub use slab::{Key, Slab};
+
+/// The examples of `docs/TOOLKIT.md`, run as doctests so the guide stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/TOOLKIT.md")]
+pub struct ToolkitGuide;
