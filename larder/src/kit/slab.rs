@@ -195,12 +195,11 @@ impl<T, A: Allocator> Slab<T, A> {
         if entry.generation != key.generation {
             return None;
         }
-        if entry.generation == u32::MAX {
-            // Out of stamps: retire the entry rather than wrap around.
-            entry.generation = RETIRED;
-        } else {
-            entry.generation += 1;
-            entry.next_free = self.free_head;
+        // The last odd stamp, `u32::MAX`, wraps to `RETIRED`: the entry is
+        // then left off the free list rather than reused with old stamps.
+        entry.generation = entry.generation.wrapping_add(1);
+        entry.next_free = self.free_head;
+        if entry.generation != RETIRED {
             self.free_head = key.index;
         }
         self.len -= 1;
