@@ -2,14 +2,17 @@
 //! a key to a removed value misses instead of finding the value that reused
 //! its slot.
 //!
-//! Each entry carries a generation stamp whose parity is its state: odd while
-//! it holds a value, even while vacant. Inserting and removing each add one.
-//! Keys are made only from odd stamps, so `entry.generation == key.generation`
-//! alone proves both that the entry is occupied and that the key is current:
-//! a lookup is one bounds check and one compare.
+//! Each entry carries a 64-bit stamp: a generation in the high half, whose
+//! parity is the entry's state (odd while it holds a value, even while
+//! vacant; inserting and removing each add one), and in the low half the
+//! entry's own index while occupied, or the next free entry while vacant.
+//! A key is the stamp its entry had when the value went in, so
+//! `entry.stamp == key.stamp` alone proves that the entry is occupied and the
+//! key current: a lookup is one bounds check and one 64-bit compare.
 //!
-//! Invariant: a vacant entry is on the free list, or retired (stamp 0: its
-//! stamps ran out and it is never reused). `len` counts the odd stamps.
+//! Invariant: a vacant entry is on the free list, or retired (generation 0:
+//! its generations ran out and it is never reused). `len` counts the entries
+//! with odd generations.
 
 use core::fmt;
 use core::mem::MaybeUninit;
@@ -19,34 +22,55 @@ use allocator_api2::vec::Vec;
 
 /// No next free entry.
 const END_OF_FREE_LIST: u32 = u32::MAX;
-/// The stamp of an entry that may never be used again.
+/// The generation of an entry that may never be used again.
 const RETIRED: u32 = 0;
+
+const fn stamp(generation: u32, low: u32) -> u64 {
+    ((generation as u64) << 32) | low as u64
+}
+
+const fn generation_of(stamp: u64) -> u32 {
+    (stamp >> 32) as u32
+}
+
+const fn low_half(stamp: u64) -> u32 {
+    stamp as u32
+}
 
 /// A handle to a value in a [`Slab`]: its index and the generation stamp of
 /// the slot when the value was inserted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {
-    index: u32,
-    generation: u32,
+    /// The entry's stamp when the value was inserted: odd generation, index.
+    stamp: u64,
 }
 
 impl Key {
     /// The slot this key points at (stable while the value lives).
     pub fn index(self) -> usize {
-        self.index as usize
+        low_half(self.stamp) as usize
     }
 
-    /// The slot's generation stamp when the key was made (always odd).
+    /// How many times the slot had been filled or emptied when this key was
+    /// made (always odd).
     pub fn generation(self) -> u32 {
-        self.generation
+        generation_of(self.stamp)
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Key")
+            .field("index", &self.index())
+            .field("generation", &self.generation())
+            .finish()
     }
 }
 
 struct Entry<T> {
-    /// Odd: `value` is initialised. Even: vacant.
-    generation: u32,
-    /// The next vacant entry on the free list (meaningful while vacant).
-    next_free: u32,
+    /// Generation (odd: `value` is initialised) and, while occupied, this
+    /// entry's index; while vacant, the next entry on the free list.
+    stamp: u64,
     value: MaybeUninit<T>,
 }
 
@@ -127,17 +151,15 @@ impl<T, A: Allocator> Slab<T, A> {
         let Some(entry) = self.entries.get_mut(index as usize) else {
             return self.push_entry(value);
         };
-        // Entries on the free list are vacant with an even stamp below
-        // `u32::MAX`, so adding one gives an odd stamp without overflow.
-        debug_assert!(entry.generation % 2 == 0 && entry.generation != RETIRED);
-        entry.generation += 1;
+        let vacant = entry.stamp;
+        // Entries on the free list are vacant with an even generation below
+        // `u32::MAX`, so adding one gives an odd generation without overflow.
+        debug_assert!(generation_of(vacant) % 2 == 0 && generation_of(vacant) != RETIRED);
+        entry.stamp = stamp(generation_of(vacant) + 1, index);
         entry.value.write(value);
-        self.free_head = entry.next_free;
+        self.free_head = low_half(vacant);
         self.len += 1;
-        Key {
-            index,
-            generation: entry.generation,
-        }
+        Key { stamp: entry.stamp }
     }
 
     #[cold]
@@ -147,38 +169,36 @@ impl<T, A: Allocator> Slab<T, A> {
             Ok(index) if index != END_OF_FREE_LIST => index,
             _ => slab_full(),
         };
+        let occupied = stamp(1, index);
         self.entries.push(Entry {
-            generation: 1,
-            next_free: END_OF_FREE_LIST,
+            stamp: occupied,
             value: MaybeUninit::new(value),
         });
         self.len += 1;
-        Key {
-            index,
-            generation: 1,
-        }
+        Key { stamp: occupied }
     }
 
     /// The value of `key`, or `None` if it was removed (or never was here).
     #[inline]
     pub fn get(&self, key: Key) -> Option<&T> {
-        let entry = self.entries.get(key.index as usize)?;
-        if entry.generation != key.generation {
+        let entry = self.entries.get(key.index())?;
+        if entry.stamp != key.stamp {
             return None;
         }
-        // SAFETY: key stamps are odd, so the entry's stamp is odd: it holds
-        // an initialised value (module invariant).
+        // SAFETY: key generations are odd, so the entry's generation is odd:
+        // it holds an initialised value (module invariant).
         Some(unsafe { entry.value.assume_init_ref() })
     }
 
     /// The value of `key`, mutably, or `None` if it was removed.
     #[inline]
     pub fn get_mut(&mut self, key: Key) -> Option<&mut T> {
-        let entry = self.entries.get_mut(key.index as usize)?;
-        if entry.generation != key.generation {
+        let entry = self.entries.get_mut(key.index())?;
+        if entry.stamp != key.stamp {
             return None;
         }
-        // SAFETY: as in `get`, the odd stamp means the value is initialised.
+        // SAFETY: as in `get`, the odd generation means the value is
+        // initialised.
         Some(unsafe { entry.value.assume_init_mut() })
     }
 
@@ -191,20 +211,20 @@ impl<T, A: Allocator> Slab<T, A> {
     /// Takes the value of `key` out; every copy of `key` misses from now on.
     #[inline]
     pub fn remove(&mut self, key: Key) -> Option<T> {
-        let entry = self.entries.get_mut(key.index as usize)?;
-        if entry.generation != key.generation {
+        let entry = self.entries.get_mut(key.index())?;
+        if entry.stamp != key.stamp {
             return None;
         }
-        // The last odd stamp, `u32::MAX`, wraps to `RETIRED`: the entry is
-        // then left off the free list rather than reused with old stamps.
-        entry.generation = entry.generation.wrapping_add(1);
-        entry.next_free = self.free_head;
-        if entry.generation != RETIRED {
-            self.free_head = key.index;
+        // The last odd generation, `u32::MAX`, wraps to `RETIRED`: the entry
+        // is then left off the free list rather than reused with old keys.
+        let generation = generation_of(key.stamp).wrapping_add(1);
+        entry.stamp = stamp(generation, self.free_head);
+        if generation != RETIRED {
+            self.free_head = low_half(key.stamp);
         }
         self.len -= 1;
-        // SAFETY: the stamp was odd, so the value was initialised; the stamp
-        // is now even, so it will not be read again before a new write.
+        // SAFETY: the generation was odd, so the value was initialised; it is
+        // now even, so the value will not be read again before a new write.
         Some(unsafe { entry.value.assume_init_read() })
     }
 
@@ -224,14 +244,10 @@ impl<T, A: Allocator> Slab<T, A> {
     pub fn iter(&self) -> impl Iterator<Item = (Key, &T)> + '_ {
         self.entries
             .iter()
-            .enumerate()
-            .filter(|(_, entry)| entry.generation % 2 == 1)
-            .map(|(index, entry)| {
-                let key = Key {
-                    index: index as u32,
-                    generation: entry.generation,
-                };
-                // SAFETY: the stamp is odd, so the value is initialised.
+            .filter(|entry| generation_of(entry.stamp) % 2 == 1)
+            .map(|entry| {
+                let key = Key { stamp: entry.stamp };
+                // SAFETY: the generation is odd, so the value is initialised.
                 (key, unsafe { entry.value.assume_init_ref() })
             })
     }
@@ -249,12 +265,12 @@ impl<T, A: Allocator> Drop for Slab<T, A> {
             return;
         }
         for entry in self.entries.iter_mut() {
-            if entry.generation % 2 == 1 {
+            if generation_of(entry.stamp) % 2 == 1 {
                 // Mark it vacant first: a panicking destructor leaks the
                 // rest instead of dropping anything twice.
-                entry.generation = RETIRED;
-                // SAFETY: the stamp was odd, so the value is initialised,
-                // and it is dropped once.
+                entry.stamp = stamp(RETIRED, END_OF_FREE_LIST);
+                // SAFETY: the generation was odd, so the value is
+                // initialised, and it is dropped once.
                 unsafe { entry.value.assume_init_drop() };
             }
         }
@@ -276,8 +292,8 @@ mod tests {
         let mut slab = Slab::new();
         let first = slab.insert('a');
         slab.remove(first);
-        // Fast-forward the vacant slot to its last even stamp.
-        slab.entries[0].generation = u32::MAX - 1;
+        // Fast-forward the vacant slot to its last even generation.
+        slab.entries[0].stamp = stamp(u32::MAX - 1, END_OF_FREE_LIST);
         let last = slab.insert('b');
         assert_eq!(last.index(), 0);
         assert_eq!(last.generation(), u32::MAX);
