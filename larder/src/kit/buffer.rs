@@ -25,6 +25,14 @@ const DEFAULT_GROWTH: u32 = 2 * GROWTH_ONE;
 pub const GROWTH_RANGE: core::ops::RangeInclusive<f64> = 1.5..=2.0;
 
 /// Why a buffer could not make room.
+///
+/// ```
+/// use larder::kit::buffer::TryReserveError;
+/// use larder::Buffer;
+///
+/// let mut buffer: Buffer<u64> = Buffer::new();
+/// assert_eq!(buffer.try_reserve(usize::MAX), Err(TryReserveError::CapacityOverflow));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TryReserveError {
     /// The capacity asked for does not fit in memory (over `isize::MAX` bytes).
@@ -53,6 +61,18 @@ impl fmt::Display for TryReserveError {
 impl std::error::Error for TryReserveError {}
 
 /// A push that found no room: the error and the value that was not pushed.
+///
+/// ```
+/// use allocator_api2::alloc::Global;
+/// use larder::{Buffer, Failing};
+///
+/// let failing = Failing::nth(Global, 1);
+/// let mut names = Buffer::new_in(&failing);
+/// let refused = names.try_push(String::from("kept")).unwrap_err();
+/// assert_eq!(refused.value, "kept"); // the value comes back
+/// names.push(refused.value); // the next request is granted
+/// assert_eq!(names.as_slice(), ["kept"]);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TryPushError<T> {
     /// The value given back to the caller.
@@ -70,6 +90,14 @@ impl<T> fmt::Display for TryPushError<T> {
 impl<T: fmt::Debug> std::error::Error for TryPushError<T> {}
 
 /// A growth factor outside [`GROWTH_RANGE`] (or not a number).
+///
+/// ```
+/// use larder::Buffer;
+///
+/// let refused = Buffer::<u8>::with_growth(2.5).unwrap_err();
+/// assert_eq!(refused.alpha, 2.5);
+/// assert_eq!(refused.to_string(), "growth factor 2.5 is outside [1.5, 2]");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GrowthFactorError {
     /// The factor that was refused.

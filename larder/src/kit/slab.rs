@@ -39,6 +39,22 @@ const fn low_half(stamp: u64) -> u32 {
 
 /// A handle to a value in a [`Slab`]: its index and the generation stamp of
 /// the slot when the value was inserted.
+///
+/// ```
+/// use std::collections::HashSet;
+/// use larder::{Key, Slab};
+///
+/// let mut slab = Slab::new();
+/// let first: Key = slab.insert('x');
+/// let copy = first; // keys are Copy
+/// let mut seen = HashSet::new();
+/// seen.insert(first); // and Hash + Eq
+/// assert!(seen.contains(&copy));
+/// assert_eq!((first.index(), first.generation()), (0, 1));
+/// slab.remove(first);
+/// let second = slab.insert('y');
+/// assert_eq!((second.index(), second.generation()), (0, 3));
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {
     /// The entry's stamp when the value was inserted: odd generation, index.
