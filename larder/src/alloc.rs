@@ -247,7 +247,12 @@ unsafe fn free_in_segment(seg: *mut Segment, block: *mut u8, requested: u64) {
             );
             stats::bump(&counters.freed_bytes, block_size);
             if (*page).used == 0 || (*page).is_full {
-                heap::local_free_slow(heap, page);
+                // An empty page alone in its bin stays (a program that allocates and frees one
+                // block in a loop must not churn pages): decided here, without a call.
+                let alone = (*page).prev.is_null() && (*page).next.is_null();
+                if (*page).is_full || !alone {
+                    heap::local_free_slow(heap, page);
+                }
             }
             return;
         }
