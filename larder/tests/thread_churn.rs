@@ -88,7 +88,8 @@ fn a_thousand_live_threads_each_holding_a_little() {
             std::thread::Builder::new()
                 .stack_size(64 * 1024)
                 .spawn(move || {
-                    let held = vec![i as u8; 100];
+                    let held: Box<[u8]> =
+                        std::hint::black_box(vec![i as u8; 100].into_boxed_slice());
                     barrier.wait(); // all threads alive, each holding its block
                     barrier.wait();
                     assert!(held.iter().all(|&b| b == i as u8));
