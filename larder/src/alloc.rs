@@ -191,7 +191,7 @@ pub unsafe fn free_sized(block: *mut u8, size: usize, align: usize) {
     }
     // SAFETY: forwarded; a block aligned at most to half a segment lies in its segment's first
     // chunk, so masking finds its header.
-    unsafe { free_in_segment(Segment::of(block), block, size as u64) }
+    unsafe { free_in_segment::<false>(Segment::of(block), block, size as u64) }
 }
 
 /// Frees a block given only its address (C's `free`): a pointer larder does not own is
@@ -210,19 +210,24 @@ pub unsafe fn free(block: *mut u8) {
         return;
     }
     // SAFETY: the map says the chunk starts a segment of larder's.
-    unsafe { free_in_segment(Segment::of(block), block, u64::MAX) }
+    unsafe { free_in_segment::<true>(Segment::of(block), block, u64::MAX) }
 }
 
 /// The owner's fast free, or the generic path. `requested` is the size asked for, or
-/// `u64::MAX` when unknown.
+/// `u64::MAX` when unknown. With `CHECKED` (C's `free`, whose pointers nobody vouches for), an
+/// interior pointer is refused even on the owner's path, at the cost of two multiplies.
 #[inline(always)]
-unsafe fn free_in_segment(seg: *mut Segment, block: *mut u8, requested: u64) {
+unsafe fn free_in_segment<const CHECKED: bool>(seg: *mut Segment, block: *mut u8, requested: u64) {
     let heap = heap::current();
     // SAFETY: `seg` is mapped (a live block lies in it). If this thread's heap owns it, the
     // page and its lists are ours to change.
     unsafe {
         if (*seg).owner.load(core::sync::atomic::Ordering::Relaxed) == heap {
             let page = Segment::page_of(seg, block);
+            if CHECKED && !(*page).is_block_start(block) {
+                report::invalid_free("free", block as usize);
+                return;
+            }
             let b = block.cast::<Block>();
             (*b).next = (*page).local_free;
             (*page).local_free = b;
@@ -269,7 +274,7 @@ unsafe fn free_generic(block: *mut u8, requested: u64) {
             return;
         }
         let page = Segment::page_of(seg, block);
-        if !block_is_valid(seg, &*page, block) {
+        if !block_is_valid(&*page, block) {
             report::invalid_free("free", block as usize);
             return;
         }
@@ -286,7 +291,7 @@ unsafe fn free_generic(block: *mut u8, requested: u64) {
             }
             _ if (*seg).owner.load(core::sync::atomic::Ordering::Relaxed) == heap::current() => {
                 // Our own segment, reached through the doubtful-pointer path.
-                free_in_segment(seg, block, requested);
+                free_in_segment::<true>(seg, block, requested);
             }
             _ => {
                 count_free(requested, block_size);
@@ -297,23 +302,14 @@ unsafe fn free_generic(block: *mut u8, requested: u64) {
 }
 
 /// Whether `block` is the start of a block of an in-use page (not an interior pointer).
-///
-/// # Safety
-/// `seg` must be an active segment containing `block`.
-unsafe fn block_is_valid(_seg: *mut Segment, page: &crate::page::Page, block: *mut u8) -> bool {
+fn block_is_valid(page: &crate::page::Page, block: *mut u8) -> bool {
     if !page.in_use() {
         return false;
     }
-    let start = page.start as usize;
-    let b = block as usize;
-    if b < start {
-        return false;
-    }
-    let offset = b - start;
     if page.bin == u8::MAX {
-        return offset == 0;
+        return block == page.start;
     }
-    offset % page.block_size == 0 && offset / page.block_size < page.capacity as usize
+    page.is_block_start(block)
 }
 
 /// The usable size of a live block (0 for null or a pointer larder does not own).

@@ -57,6 +57,9 @@ pub struct Page {
     pub local_free: *mut Block,
     /// Size of each block in bytes.
     pub block_size: usize,
+    /// `ceil(2^40 / block_size)`: `(offset * block_recip) >> 40` is `offset / block_size` for any
+    /// offset inside a page, so checking that a pointer starts a block costs two multiplies.
+    pub block_recip: u64,
     /// Blocks carved so far.
     pub capacity: u32,
     /// Blocks that fit in the page.
@@ -89,6 +92,7 @@ impl Page {
             fresh_tail: true,
             local_free: ptr::null_mut(),
             block_size: 0,
+            block_recip: 0,
             capacity: 0,
             reserved: 0,
             start: ptr::null_mut(),
@@ -127,6 +131,7 @@ impl Page {
         self.is_full = false;
         self.bin = bin;
         self.block_size = block_size;
+        self.block_recip = (1u64 << 40).div_ceil(block_size as u64);
         self.capacity = 0;
         self.reserved = (bytes / block_size) as u32;
         self.start = start;
@@ -204,6 +209,16 @@ impl Page {
     }
 }
 
+impl Page {
+    /// Whether `ptr` is the start of one of the page's carved blocks (not an interior pointer).
+    #[inline(always)]
+    pub fn is_block_start(&self, ptr: *const u8) -> bool {
+        let offset = (ptr as usize).wrapping_sub(self.start as usize) as u64;
+        let index = (offset.wrapping_mul(self.block_recip)) >> 40;
+        index * self.block_size as u64 == offset && index < self.capacity as u64
+    }
+}
+
 /// The last block of a non-empty list and the list's length.
 ///
 /// # Safety
@@ -219,4 +234,29 @@ unsafe fn list_tail_and_len(head: *mut Block) -> (*mut Block, u32) {
         }
     }
     (tail, count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::size_class::{class_size, BIN_COUNT, SMALL_MAX};
+
+    #[test]
+    fn block_start_test_is_exact_for_every_class_and_offset() {
+        for bin in 1..BIN_COUNT {
+            let size = class_size(bin);
+            let page_bytes = if size <= SMALL_MAX { 64 << 10 } else { 512 << 10 };
+            let mut page = Page::unused();
+            page.block_size = size;
+            page.block_recip = (1u64 << 40).div_ceil(size as u64);
+            page.start = 0x1000_0000 as *mut u8;
+            page.capacity = (page_bytes / size) as u32;
+            for offset in 0..page_bytes {
+                let expected = offset % size == 0 && offset / size < page.capacity as usize;
+                let ptr = page.start.wrapping_add(offset);
+                assert_eq!(page.is_block_start(ptr), expected, "class {size} offset {offset}");
+            }
+            assert!(!page.is_block_start(page.start.wrapping_sub(size)));
+        }
+    }
 }

@@ -357,6 +357,8 @@ impl Segment {
                         purged_bytes += bytes;
                     }
                 }
+                // A stale free into the cached span must not pass the owner check.
+                (*seg).owner.store(ptr::null_mut(), Ordering::Relaxed);
                 (*seg).state.store(0, Ordering::Release);
             }
         }

@@ -166,3 +166,39 @@ fn foreign_pointers_are_not_ours() {
     let b = Box::new(1u64);
     assert!(larder::raw::owns(&*b as *const u64 as *const u8));
 }
+
+#[test]
+fn interior_pointers_and_dead_spans_are_refused() {
+    let a = Larder;
+    for size in [64usize, 5000, 100_000] {
+        let layout = Layout::from_size_align(size, 8).unwrap();
+        let p = unsafe { a.alloc(layout) };
+        unsafe { p.write_bytes(3, size) };
+        // An interior pointer is reported and ignored: the block stays intact and allocated.
+        unsafe { larder::raw::free(p.add(8)) };
+        let q = unsafe { a.alloc(layout) };
+        assert_ne!(p, q, "an interior free released the block");
+        assert!((0..size).all(|i| unsafe { *p.add(i) } == 3));
+        unsafe {
+            a.dealloc(q, layout);
+            a.dealloc(p, layout);
+        }
+    }
+    // A large block's span goes to the cache when freed; a second free of it is refused.
+    let layout = Layout::from_size_align(300_000, 8).unwrap();
+    let p = unsafe { a.alloc(layout) };
+    unsafe {
+        a.dealloc(p, layout);
+        larder::raw::free(p);
+    }
+    let q = unsafe { a.alloc(layout) };
+    let r = unsafe { a.alloc(layout) };
+    assert_ne!(
+        q, r,
+        "a double free of a large block handed its span out twice"
+    );
+    unsafe {
+        a.dealloc(q, layout);
+        a.dealloc(r, layout);
+    }
+}
