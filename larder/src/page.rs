@@ -245,7 +245,11 @@ mod tests {
     fn block_start_test_is_exact_for_every_class_and_offset() {
         for bin in 1..BIN_COUNT {
             let size = class_size(bin);
-            let page_bytes = if size <= SMALL_MAX { 64 << 10 } else { 512 << 10 };
+            let page_bytes = if size <= SMALL_MAX {
+                64 << 10
+            } else {
+                512 << 10
+            };
             let mut page = Page::unused();
             page.block_size = size;
             page.block_recip = (1u64 << 40).div_ceil(size as u64);
@@ -254,7 +258,11 @@ mod tests {
             for offset in 0..page_bytes {
                 let expected = offset % size == 0 && offset / size < page.capacity as usize;
                 let ptr = page.start.wrapping_add(offset);
-                assert_eq!(page.is_block_start(ptr), expected, "class {size} offset {offset}");
+                assert_eq!(
+                    page.is_block_start(ptr),
+                    expected,
+                    "class {size} offset {offset}"
+                );
             }
             assert!(!page.is_block_start(page.start.wrapping_sub(size)));
         }
