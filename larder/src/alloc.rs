@@ -91,6 +91,7 @@ fn alloc_large(size: usize, align: usize) -> Option<(*mut u8, bool)> {
     // SAFETY: the block was just made, so its segment header and page are valid.
     let block_size = unsafe { (*Segment::page(segment_of_block(block), 0)).block_size };
     count_alloc(size, block_size);
+    heap::publish_live_now();
     Some((block, zeroed))
 }
 
@@ -110,6 +111,7 @@ fn count_alloc(size: usize, block_size: usize) {
     RETIRED.alloc_count.fetch_add(1, Relaxed);
     RETIRED.requested_bytes.fetch_add(size as u64, Relaxed);
     RETIRED.alloc_bytes.fetch_add(block_size as u64, Relaxed);
+    stats::flush_live(block_size as isize);
 }
 
 fn count_free(requested: u64, block_size: u64) {
@@ -128,6 +130,7 @@ fn count_free(requested: u64, block_size: u64) {
     RETIRED.free_count.fetch_add(1, Relaxed);
     RETIRED.freed_requested_bytes.fetch_add(requested, Relaxed);
     RETIRED.freed_bytes.fetch_add(block_size, Relaxed);
+    stats::flush_live(-(block_size as isize));
 }
 
 /// The segment of a block returned by larder (handles over-aligned blocks).

@@ -11,7 +11,6 @@
 //! Threads that exit abandon their segments (a pthread key destructor runs for Rust and C
 //! threads alike); any heap that needs a page reclaims them first.
 
-use core::cell::Cell;
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
@@ -79,6 +78,7 @@ unsafe impl Sync for SyncPage {}
 static EMPTY_PAGE: SyncPage = SyncPage(Page::unused());
 
 /// The stand-in heap of threads that have not allocated yet.
+#[repr(transparent)]
 pub struct SyncHeap(Heap);
 // SAFETY: EMPTY_HEAP is never written except through its atomic counters: its direct table
 // leads only to EMPTY_PAGE, and the slow path replaces it before touching heap state.
@@ -114,15 +114,84 @@ impl Heap {
     }
 }
 
-thread_local! {
-    static CURRENT: Cell<*mut Heap> =
-        const { Cell::new(&EMPTY_HEAP.0 as *const Heap as *mut Heap) };
+/// The calling thread's heap pointer.
+///
+/// On x86-64 Linux it is a TLS variable of the initial-exec model, defined in assembly: one
+/// `fs`-relative load, also inside `liblarder.so`, where a `thread_local!` would go through
+/// `__tls_get_addr` (a call on every malloc and free). Its initial value, in the TLS image, is
+/// `EMPTY_HEAP`. Elsewhere it is a const-initialised `thread_local!`.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod current_heap {
+    use super::{Heap, EMPTY_HEAP};
+
+    core::arch::global_asm!(
+        ".pushsection .tdata,\"awT\",@progbits",
+        ".p2align 3",
+        ".globl larder_current_heap",
+        ".hidden larder_current_heap",
+        ".type larder_current_heap, @object",
+        ".size larder_current_heap, 8",
+        "larder_current_heap:",
+        ".quad {empty}",
+        ".popsection",
+        empty = sym EMPTY_HEAP,
+    );
+
+    #[inline(always)]
+    pub fn get() -> *mut Heap {
+        let heap: *mut Heap;
+        // SAFETY: reads this thread's copy of the 8-byte TLS variable defined above (its offset
+        // from the thread pointer comes from the GOT); no other memory is touched.
+        unsafe {
+            core::arch::asm!(
+                "mov {h}, qword ptr [rip + larder_current_heap@GOTTPOFF]",
+                "mov {h}, qword ptr fs:[{h}]",
+                h = out(reg) heap,
+                options(nostack, preserves_flags, readonly),
+            );
+        }
+        heap
+    }
+
+    #[inline]
+    pub fn set(heap: *mut Heap) {
+        // SAFETY: writes this thread's copy of the TLS variable defined above, nothing else.
+        unsafe {
+            core::arch::asm!(
+                "mov {t}, qword ptr [rip + larder_current_heap@GOTTPOFF]",
+                "mov qword ptr fs:[{t}], {h}",
+                t = out(reg) _,
+                h = in(reg) heap,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+mod current_heap {
+    use super::{Heap, EMPTY_HEAP};
+
+    thread_local! {
+        static CURRENT: Cell<*mut Heap> =
+            const { Cell::new(&EMPTY_HEAP.0 as *const Heap as *mut Heap) };
+    }
+
+    #[inline(always)]
+    pub fn get() -> *mut Heap {
+        CURRENT.with(|h| h.get())
+    }
+
+    #[inline]
+    pub fn set(heap: *mut Heap) {
+        CURRENT.with(|h| h.set(heap));
+    }
 }
 
 /// The calling thread's heap (`EMPTY_HEAP` before its first allocation).
 #[inline(always)]
 pub fn current() -> *mut Heap {
-    CURRENT.with(|h| h.get())
+    current_heap::get()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -347,10 +416,26 @@ pub unsafe fn alloc_slow(heap: *mut Heap, size: usize) -> *mut u8 {
 
 /// Deferred work done every time the slow path runs (the heap's heartbeat).
 fn slow_path_tail(heap: &mut Heap) {
+    publish_live(heap);
+    purge::maybe_start();
+}
+
+fn publish_live(heap: &mut Heap) {
     let live = heap.counters.live_delta();
     stats::flush_live(live - heap.flushed_live);
     heap.flushed_live = live;
-    purge::maybe_start();
+}
+
+/// Publishes the calling thread's live bytes for the peak now (after a large allocation, which
+/// can move the peak by megabytes between two slow paths).
+pub fn publish_live_now() {
+    let heap = current();
+    // SAFETY: the current heap is the calling thread's own (EMPTY_HEAP is only read).
+    unsafe {
+        if (*heap).is_real {
+            publish_live(&mut *heap);
+        }
+    }
 }
 
 /// A page of `bin` with a free block, or null when memory cannot be had.
@@ -748,7 +833,7 @@ fn init_thread_heap() -> *mut Heap {
     if heap.is_null() {
         return ptr::null_mut();
     }
-    CURRENT.with(|h| h.set(heap));
+    current_heap::set(heap);
     // SAFETY: THREAD_KEY was created by `global_init`; setting a low-numbered key does not
     // allocate.
     unsafe {
@@ -802,8 +887,8 @@ extern "C" fn on_thread_exit(value: *mut libc::c_void) {
     }
     // Later destructors of this thread may still allocate: they get a new heap (and this key
     // is set again, so that heap is abandoned in a later destructor round).
-    CURRENT.with(|h| h.set(&EMPTY_HEAP.0 as *const Heap as *mut Heap));
-    // SAFETY: the key's value is this thread's heap, no longer reachable through CURRENT.
+    current_heap::set(&EMPTY_HEAP.0 as *const Heap as *mut Heap);
+    // SAFETY: the key's value is this thread's heap, no longer reachable through `current()`.
     unsafe {
         abandon(&mut *heap);
         let mut heaps = HEAPS.lock();
