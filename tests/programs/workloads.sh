@@ -113,3 +113,9 @@ print("\n".join(sorted(cases)))
 PY
   echo "exit $rc"
 }
+
+# The same tests with CPython's own small-object allocator (pymalloc) in front
+# of malloc, as Python normally runs: only blocks above 512 bytes reach malloc.
+workload_python_pymalloc() {
+  PYTHON_MALLOC=pymalloc workload_python "$@"
+}
