@@ -2,4 +2,11 @@
 # The project's test command (README.md names it): every test, in release mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Every artifact first: `cargo test` does not build liblarder.so (a cdylib),
+# which larder-cli's integration tests run programs on.
+cargo build --release --workspace
 cargo test --workspace --release
+# liblarder.so as the malloc of C and C++ programs (issue 3): the C API tests,
+# then real programs compared with and without it preloaded.
+bash tests/c/run.sh target/release
+bash tests/programs/compare.sh target/release/liblarder.so
