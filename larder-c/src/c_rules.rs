@@ -125,12 +125,10 @@ pub unsafe fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
     if size > MAX_REQUEST {
         return out_of_memory();
     }
-    if !raw::owns(ptr.cast()) {
-        foreign::report(b"realloc", ptr.cast());
-        return out_of_memory();
-    }
-    // SAFETY: `ptr` is a live block larder owns; the size is non-zero and the
-    // alignment a power of two. On failure the old block is left as it was.
+    // SAFETY: `ptr` is a live block, or one larder does not own, which the
+    // core reports and leaves alone, returning NULL (so ENOMEM here). The size
+    // is non-zero and the alignment a power of two. On failure the old block is
+    // left as it was.
     c_result(unsafe { raw::realloc(ptr.cast(), size, fundamental_align(size)) })
 }
 
@@ -233,13 +231,11 @@ pub unsafe fn pvalloc(size: usize) -> *mut c_void {
 /// # Safety
 /// `ptr` is NULL or a live block.
 pub unsafe fn malloc_usable_size(ptr: *mut c_void) -> usize {
-    if ptr.is_null() {
-        return 0;
-    }
-    if !raw::owns(ptr.cast()) {
+    // SAFETY: `ptr` is NULL, a live block, or memory larder does not own, for
+    // which the core answers 0.
+    let usable = unsafe { raw::usable_size(ptr.cast()) };
+    if usable == 0 && !ptr.is_null() && !raw::owns(ptr.cast()) {
         foreign::report(b"malloc_usable_size", ptr.cast());
-        return 0;
     }
-    // SAFETY: `ptr` is a live block larder owns.
-    unsafe { raw::usable_size(ptr.cast()) }
+    usable
 }

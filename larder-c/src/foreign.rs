@@ -1,7 +1,8 @@
 //! Pointers larder did not allocate: memory from before the library was
 //! preloaded, from the dynamic loader's own allocator, from another allocator
-//! a program links. `realloc` and `malloc_usable_size` must not touch them (the
-//! core's `free` already leaves them alone); the first one is reported on
+//! a program links. The core's `free` and `realloc` report them and leave them
+//! alone; its `usable_size` answers 0 for them without a word, so the shim's
+//! `malloc_usable_size` reports them here. The first one is reported on
 //! stderr, the rest silently, so that a program that does this in a loop does
 //! not flood its own error output.
 
