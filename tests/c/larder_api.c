@@ -29,9 +29,10 @@ static void *launder(void *ptr) {
 }
 
 static int saved_stderr = -1;
-static char capture_path[] = "/tmp/larder-api-stderr.XXXXXX";
+static char capture_path[64];
 
 static void capture_stderr(void) {
+    strcpy(capture_path, "/tmp/larder-api-stderr.XXXXXX");
     int fd = mkstemp(capture_path);
     saved_stderr = dup(STDERR_FILENO);
     dup2(fd, STDERR_FILENO);

@@ -20,7 +20,7 @@ run_test() {
   shift
   local log
   log=$(mktemp)
-  if "$@" >"$log" 2>&1 && { [ -z "${EXPECT:-}" ] || cmp -s "$EXPECT" "$log"; }; then
+  if timeout -k 10 300 "$@" >"$log" 2>&1 && { [ -z "${EXPECT:-}" ] || cmp -s "$EXPECT" "$log"; }; then
     passed=$((passed + 1))
     echo "ok - $name: $(tail -1 "$log")"
   else
@@ -37,7 +37,7 @@ run_test "api semantics, preloaded" env LD_PRELOAD="$lib_dir/liblarder.so" "$out
 run_test "api semantics, linked with -llarder" "$out/api_semantics_linked"
 run_test "larder's own C API, linked with -llarder" "$out/larder_api"
 expected=$(mktemp)
-"$out/stress_threads" >"$expected" 2>&1
+timeout -k 10 300 "$out/stress_threads" >"$expected" 2>&1
 EXPECT=$expected run_test "threaded stress, statically linked with liblarder.a" "$out/stress_threads_static"
 rm -f "$expected"
 # The linking checks: that the programs above really ran on larder.

@@ -25,12 +25,16 @@ PYTHON_TEST_MODULES="test_dict test_list test_set test_unicode test_json test_re
 
 WORKLOADS="stress cxx sqlite git python"
 
+# No single program of a workload may run longer than this (a hang in an
+# allocator must fail the test, not stall CI).
+: "${PROGRAM_TIMEOUT:=600}"
+
 # Runs a program under test, with the allocator preloaded when one is given.
 preloaded() {
   if [ -n "${PRELOAD_LIB:-}" ]; then
-    LD_PRELOAD="$PRELOAD_LIB${LD_PRELOAD:+:$LD_PRELOAD}" "$@"
+    LD_PRELOAD="$PRELOAD_LIB${LD_PRELOAD:+:$LD_PRELOAD}" timeout -k 10 "$PROGRAM_TIMEOUT" "$@"
   else
-    "$@"
+    timeout -k 10 "$PROGRAM_TIMEOUT" "$@"
   fi
 }
 
