@@ -14,6 +14,7 @@ cc "${cflags[@]}" -o "$out/api_semantics" "$src/api_semantics.c"
 cc "${cflags[@]}" -pthread -o "$out/stress_threads" "$src/stress_threads.c"
 g++ -std=c++17 "${cflags[@]}" -pthread -o "$out/cxx_workload" "$src/cxx_workload.cpp"
 cc "${cflags[@]}" -o "$out/run_summary" "$src/run_summary.c"
+cc "${cflags[@]}" -pthread -o "$out/contended_large" "$src/contended_large.c"
 if [ -n "$lib_dir" ]; then
   lib_dir=$(realpath "$lib_dir")
   # Linked against the shared library instead of preloading it.

@@ -20,7 +20,7 @@ run_test() {
   shift
   local log
   log=$(mktemp)
-  if timeout -k 10 300 "$@" >"$log" 2>&1 && { [ -z "${EXPECT:-}" ] || cmp -s "$EXPECT" "$log"; }; then
+  if timeout -k 10 120 "$@" >"$log" 2>&1 && { [ -z "${EXPECT:-}" ] || cmp -s "$EXPECT" "$log"; }; then
     passed=$((passed + 1))
     echo "ok - $name: $(tail -1 "$log")"
   else
@@ -34,6 +34,7 @@ run_test() {
 
 run_test "api semantics on glibc" "$out/api_semantics"
 run_test "api semantics, preloaded" env LD_PRELOAD="$lib_dir/liblarder.so" "$out/api_semantics"
+run_test "large blocks from four threads at once, preloaded" env LD_PRELOAD="$lib_dir/liblarder.so" "$out/contended_large"
 run_test "api semantics, linked with -llarder" "$out/api_semantics_linked"
 run_test "larder's own C API, linked with -llarder" "$out/larder_api"
 expected=$(mktemp)
