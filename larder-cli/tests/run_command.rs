@@ -104,19 +104,19 @@ fn heap_of_run_summary(count: u64, size: u64, leak: u64) -> Heap {
 fn the_heap_figures_are_what_the_program_did() {
     const SIZE: i64 = 256;
     let base = heap_of_run_summary(2_000, SIZE as u64, 100);
-    let more_blocks = heap_of_run_summary(12_000, SIZE as u64, 100);
+    let more_blocks = heap_of_run_summary(52_000, SIZE as u64, 100);
     let more_leaked = heap_of_run_summary(2_000, SIZE as u64, 1_100);
 
     assert!(
         base.alloc_count >= 2_001,
         "2,000 blocks and their array were allocated"
     );
-    assert_eq!(more_blocks.alloc_count - base.alloc_count, 10_000);
-    assert_eq!(more_blocks.free_count - base.free_count, 10_000);
-    // 10,000 more blocks, and 10,000 more pointers in the calloc'd array.
+    assert_eq!(more_blocks.alloc_count - base.alloc_count, 50_000);
+    assert_eq!(more_blocks.free_count - base.free_count, 50_000);
+    // 50,000 more blocks, and 50,000 more pointers in the calloc'd array.
     assert_eq!(
         more_blocks.requested_bytes - base.requested_bytes,
-        10_000 * (SIZE + 8)
+        50_000 * (SIZE + 8)
     );
 
     assert_eq!(more_leaked.alloc_count, base.alloc_count);
@@ -130,13 +130,30 @@ fn the_heap_figures_are_what_the_program_did() {
         "1,000 leaked blocks: {extra_live}"
     );
 
-    // All blocks are live at once, with the pointer array beside them.
-    let extra_peak = more_blocks.peak_live_bytes - base.peak_live_bytes;
-    let expected = 10_000 * (SIZE + 8);
+    // All blocks are live at once, with the pointer array beside them. The core
+    // samples the peak on its slow paths, "exact to within about one page of
+    // blocks per thread"; seen short by up to 110 KiB, so 256 KiB is allowed,
+    // 2% of the 13 MB the second run adds.
+    const PEAK_SAMPLING: i64 = 256 << 10;
     assert!(
-        (expected..=expected * 5 / 4 + 65_536).contains(&extra_peak),
+        base.peak_live_bytes >= 2_000 * (SIZE + 8) - PEAK_SAMPLING,
+        "peak {}",
+        base.peak_live_bytes
+    );
+    let extra_peak = more_blocks.peak_live_bytes - base.peak_live_bytes;
+    let expected = 50_000 * (SIZE + 8);
+    assert!(
+        (expected - PEAK_SAMPLING..=expected * 5 / 4 + PEAK_SAMPLING).contains(&extra_peak),
         "peak grew by {extra_peak}, not {expected}"
     );
+}
+
+#[test]
+fn a_large_block_freed_before_exit_still_counts_in_the_peak() {
+    // One 10 MB block, written and freed: the peak must have seen it.
+    let heap = heap_of_run_summary(1, 10_000_000, 0);
+    assert!(heap.peak_live_bytes >= 10_000_000, "peak {}", heap.peak_live_bytes);
+    assert!(heap.live_bytes < 1_000_000, "live at exit {}", heap.live_bytes);
 }
 
 #[test]
