@@ -152,8 +152,16 @@ fn the_heap_figures_are_what_the_program_did() {
 fn a_large_block_freed_before_exit_still_counts_in_the_peak() {
     // One 10 MB block, written and freed: the peak must have seen it.
     let heap = heap_of_run_summary(1, 10_000_000, 0);
-    assert!(heap.peak_live_bytes >= 10_000_000, "peak {}", heap.peak_live_bytes);
-    assert!(heap.live_bytes < 1_000_000, "live at exit {}", heap.live_bytes);
+    assert!(
+        heap.peak_live_bytes >= 10_000_000,
+        "peak {}",
+        heap.peak_live_bytes
+    );
+    assert!(
+        heap.live_bytes < 1_000_000,
+        "live at exit {}",
+        heap.live_bytes
+    );
 }
 
 #[test]
