@@ -2,6 +2,10 @@
 # Installs the Debian packages the tests and benchmarks use. Idempotent.
 set -euo pipefail
 pkgs=(valgrind)
+# liblarder.so's tests and benchmarks (issue 3): the real programs run with and
+# without larder preloaded, the C/C++ compilers, the allocators compared in
+# docs/BENCHMARKS.md, GNU time for peak RSS, and CPython's regression suite.
+pkgs+=(gcc g++ sqlite3 git time python3.11 libpython3.11-testsuite libmimalloc2.0 libjemalloc2)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

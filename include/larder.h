@@ -1,0 +1,66 @@
+/* larder.h: the C interface of liblarder.so and liblarder.a.
+ *
+ * larder replaces the C library's malloc. Preload it to run any dynamically
+ * linked program on it without rebuilding:
+ *
+ *     LD_PRELOAD=/path/to/liblarder.so program args...
+ *     larder run -- program args...          (the same, with a heap summary)
+ *
+ * or link it ahead of the C library: `cc prog.c -llarder` (shared) or with
+ * liblarder.a and `-lpthread -ldl -lm -lgcc_s` (static).
+ *
+ * The malloc family keeps glibc's semantics, declared where C declares them
+ * (<stdlib.h>, <malloc.h>):
+ *   malloc, calloc, realloc, reallocarray, free, aligned_alloc,
+ *   posix_memalign, memalign, valloc, pvalloc, malloc_usable_size, cfree.
+ * - Failure is NULL with errno = ENOMEM: any size above PTRDIFF_MAX, calloc and
+ *   reallocarray whose count * size overflows. A failed realloc leaves the old
+ *   block as it was.
+ * - malloc(0) returns a distinct pointer that free accepts; free(NULL) does
+ *   nothing; realloc(NULL, n) is malloc(n); realloc(p, 0) frees p and returns
+ *   NULL, as glibc's does.
+ * - Results are 16-byte aligned (8-byte for blocks of 8 bytes or less).
+ * - posix_memalign returns EINVAL for an alignment that is not a power of two
+ *   multiple of sizeof(void *), ENOMEM when memory cannot be had, and writes
+ *   *memptr only on success. memalign and aligned_alloc round an alignment
+ *   that is not a power of two up to one, as glibc 2.36 does; valloc aligns to
+ *   the page; pvalloc also rounds the size up to whole pages.
+ * - calloc memory is zero; pages fresh from the OS are not written again.
+ * - A pointer larder did not allocate (from before it was preloaded, or from
+ *   another allocator) given to free, realloc or malloc_usable_size is left
+ *   alone and reported once on stderr; realloc then returns NULL with ENOMEM
+ *   and malloc_usable_size returns 0.
+ *
+ * Every function is safe from the first instruction of a process (no
+ * allocation, lock or dlsym on the way in), in any thread, and in the child of
+ * a fork() from a multithreaded parent.
+ *
+ * Environment: with LARDER_REPORT_FILE=PATH naming an existing file, each
+ * process appends one line describing its heap to PATH when it exits
+ * (`larder run` reads it; the format is in larder-c/src/exit_report.rs). */
+#ifndef LARDER_H
+#define LARDER_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Writes larder's statistics, human-readable, to stderr: allocations, frees,
+ * live and peak bytes, memory committed and reserved. It allocates nothing. */
+void larder_stats_print(void);
+
+/* Gives memory larder holds but does not use back to the OS now. With force
+ * zero, memory freed very recently is kept for reuse (larder would return it
+ * after a short delay anyway); with force non-zero, that is returned too. */
+void larder_collect(int force);
+
+/* The old name of free(), which glibc still exports but no longer declares. */
+void cfree(void *ptr);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LARDER_H */

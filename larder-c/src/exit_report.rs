@@ -1,0 +1,145 @@
+//! The heap record `larder run` reads: when the environment names a file in
+//! `LARDER_REPORT_FILE`, each process on larder appends one line to it as it
+//! exits, with larder's counters, its pid and its name.
+//!
+//! The record is written from a `.fini_array` destructor, which the dynamic
+//! linker runs after the program's own destructors and `atexit` handlers, so
+//! the figures cover nearly all of the program's life. It is formatted on the
+//! stack and appended with a single `write(2)` to a file opened `O_APPEND`,
+//! so the lines of processes exiting together do not interleave. A process
+//! that leaves through `_exit` or a signal writes nothing. The line format is
+//! a contract with larder-cli's `heap_record` module:
+//!
+//! `larder-heap v1 pid=P ppid=P alloc_count=N free_count=N requested_bytes=N
+//! live_bytes=N peak_live_bytes=N committed_bytes=N reserved_bytes=N name=NAME`
+
+use core::cell::UnsafeCell;
+use core::ffi::{c_char, c_int, CStr};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::line::Line;
+
+/// The environment variable that names the report file.
+const REPORT_FILE_VAR: &[u8] = b"LARDER_REPORT_FILE=";
+
+/// Room for the path; a longer one is ignored rather than truncated.
+const PATH_CAPACITY: usize = 4096;
+
+/// The report file's path, NUL-terminated, written once by the constructor
+/// before `ARMED` is set and only read after it is.
+struct ReportPath(UnsafeCell<[u8; PATH_CAPACITY]>);
+
+// SAFETY: written only by `read_environment` before ARMED is released, read
+// only after ARMED is acquired: the atomic orders every access.
+unsafe impl Sync for ReportPath {}
+
+static REPORT_PATH: ReportPath = ReportPath(UnsafeCell::new([0; PATH_CAPACITY]));
+static ARMED: AtomicBool = AtomicBool::new(false);
+
+/// Run by the dynamic linker (or, linked statically, by libc's start-up code)
+/// with the process's arguments and environment, before `main`.
+#[used]
+#[link_section = ".init_array"]
+static READ_ENVIRONMENT: extern "C" fn(c_int, *const *const c_char, *const *const c_char) =
+    read_environment;
+
+/// Run at `exit`, after the program's own destructors.
+#[used]
+#[link_section = ".fini_array"]
+static WRITE_AT_EXIT: extern "C" fn() = write_at_exit;
+
+extern "C" fn read_environment(
+    _argc: c_int,
+    _argv: *const *const c_char,
+    envp: *const *const c_char,
+) {
+    if envp.is_null() {
+        return;
+    }
+    let mut entry = envp;
+    loop {
+        // SAFETY: envp is the NULL-terminated array the loader passes to
+        // initialisers; `entry` never goes past its terminating NULL.
+        let var = unsafe { *entry };
+        if var.is_null() {
+            return;
+        }
+        // SAFETY: every entry of envp is a NUL-terminated string.
+        let text = unsafe { CStr::from_ptr(var) }.to_bytes();
+        if let Some(path) = text.strip_prefix(REPORT_FILE_VAR) {
+            if !path.is_empty() && path.len() < PATH_CAPACITY {
+                // SAFETY: ARMED is still false, so nothing reads the buffer;
+                // initialisers run on one thread.
+                let buffer = unsafe { &mut *REPORT_PATH.0.get() };
+                buffer[..path.len()].copy_from_slice(path);
+                buffer[path.len()] = 0;
+                ARMED.store(true, Ordering::Release);
+            }
+            return;
+        }
+        // SAFETY: the current entry is not the terminator, so the next exists.
+        entry = unsafe { entry.add(1) };
+    }
+}
+
+extern "C" {
+    /// glibc's name of the program, without its directory.
+    static program_invocation_short_name: *const c_char;
+}
+
+extern "C" fn write_at_exit() {
+    if !ARMED.swap(false, Ordering::Acquire) {
+        return;
+    }
+    let record = format_record();
+    let path = REPORT_PATH.0.get().cast::<c_char>();
+    // SAFETY: the path is NUL-terminated (ARMED was set after it was written).
+    // No O_CREAT: larder run creates the file; without it there is no reader.
+    let fd = unsafe { libc::open(path, libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return;
+    }
+    record.write_to(fd);
+    // SAFETY: `fd` was opened above and is closed once.
+    unsafe { libc::close(fd) };
+}
+
+fn format_record() -> Line<768> {
+    let stats = larder_core::stats();
+    let mut line = Line::new();
+    line.push(b"larder-heap v1 pid=");
+    // SAFETY: getpid and getppid have no preconditions.
+    line.push_u64(unsafe { libc::getpid() } as u64);
+    line.push(b" ppid=");
+    // SAFETY: as above.
+    line.push_u64(unsafe { libc::getppid() } as u64);
+    let counters = [
+        (&b" alloc_count="[..], stats.alloc_count),
+        (b" free_count=", stats.free_count),
+        (b" requested_bytes=", stats.requested_bytes),
+        (b" live_bytes=", stats.live_bytes),
+        (b" peak_live_bytes=", stats.peak_live_bytes),
+        (b" committed_bytes=", stats.committed_bytes),
+        (b" reserved_bytes=", stats.reserved_bytes),
+    ];
+    for (key, value) in counters {
+        line.push(key).push_u64(value);
+    }
+    line.push(b" name=");
+    // SAFETY: glibc sets program_invocation_short_name before any initialiser
+    // runs and never frees it; it is NUL-terminated.
+    let name = unsafe { program_invocation_short_name };
+    if !name.is_null() {
+        // SAFETY: as above.
+        let name = unsafe { CStr::from_ptr(name) }.to_bytes();
+        for &byte in name.iter().take(200) {
+            line.push(if byte == b'\n' {
+                b"?"
+            } else {
+                core::slice::from_ref(&byte)
+            });
+        }
+    }
+    line.push(b"\n");
+    line
+}

@@ -1,0 +1,25 @@
+//! liblarder.so and liblarder.a: larder as the `malloc` of C and C++ programs,
+//! preloaded (`LD_PRELOAD=liblarder.so`) or linked (`-llarder`).
+//!
+//! The layers, each using only those below it:
+//! - [`exports`]: the C symbols (`malloc`, `free`, ... and `larder_*`), one-line
+//!   forwarders;
+//! - [`c_rules`]: what C expects of them (errno, overflow, alignment rules,
+//!   `realloc(p, 0)`), written once;
+//! - [`foreign`]: the one-time warning for pointers larder did not allocate;
+//! - [`exit_report`]: the heap record written at exit for `larder run`;
+//! - [`line`]: a fixed-size text buffer, because none of this may allocate.
+//!
+//! Nothing here allocates, locks, or calls `dlsym`: these functions can be
+//! called before libc has finished starting, from any thread, inside `fork`.
+
+pub mod c_rules;
+pub mod exit_report;
+pub mod exports;
+pub mod foreign;
+pub mod line;
+
+/// Rust code inside this library (there is little) allocates from larder
+/// directly rather than through the exported `malloc` symbol.
+#[global_allocator]
+static GLOBAL: larder_core::Larder = larder_core::Larder;

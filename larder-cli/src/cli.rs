@@ -1,0 +1,104 @@
+//! The command line, declared with clap.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// larder: a fast memory allocator, as the malloc of any program.
+#[derive(Debug, Parser)]
+#[command(name = "larder", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a program with larder as its malloc, then summarise its heap:
+    /// allocations and frees, peak live bytes, bytes live at exit, peak RSS, time.
+    Run(RunArgs),
+    /// Run larder's benchmarks (the larder-bench program beside this one);
+    /// every argument is passed on to it.
+    Bench(BenchArgs),
+}
+
+/// Arguments of `larder run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Write the summary to FILE instead of standard error.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
+    /// Write the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The liblarder.so to preload [default: the one beside this executable].
+    #[arg(long, value_name = "PATH", env = "LARDER_LIB")]
+    pub lib: Option<PathBuf>,
+
+    /// The program to run and its arguments (after `--` when they start with `-`).
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<OsString>,
+}
+
+/// Arguments of `larder bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Arguments for larder-bench.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    pub args: Vec<OsString>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{Cli, Command};
+
+    #[test]
+    fn the_declaration_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_takes_the_command_after_the_separator_verbatim() {
+        let cli = Cli::parse_from([
+            "larder", "run", "--report", "out.txt", "--", "ls", "-l", "--all",
+        ]);
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(
+            args.report.as_deref(),
+            Some(std::path::Path::new("out.txt"))
+        );
+        assert_eq!(args.command, ["ls", "-l", "--all"]);
+    }
+
+    #[test]
+    fn run_needs_a_command() {
+        assert!(Cli::try_parse_from(["larder", "run"]).is_err());
+    }
+
+    #[test]
+    fn bench_passes_every_argument_on() {
+        let cli = Cli::parse_from(["larder", "bench", "--quick", "x"]);
+        let Command::Bench(args) = cli.command else {
+            panic!("not bench")
+        };
+        assert_eq!(args.args, ["--quick", "x"]);
+    }
+}

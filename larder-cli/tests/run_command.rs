@@ -1,0 +1,236 @@
+//! `larder run` end to end: the figures in its summary against a C program
+//! whose heap activity is known exactly (tests/c/run_summary.c), and its exit
+//! status, signals, timing and child processes.
+//!
+//! These tests need liblarder.so beside the larder executable, which
+//! `cargo test` does not build: scripts/test.sh runs
+//! `cargo build --release --workspace` first.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+fn larder() -> &'static Path {
+    let larder = Path::new(env!("CARGO_BIN_EXE_larder"));
+    let lib = larder.with_file_name("liblarder.so");
+    assert!(
+        lib.is_file(),
+        "{} is missing: build it with `cargo build --release -p larder-c` before these tests",
+        lib.display()
+    );
+    larder
+}
+
+/// tests/c/run_summary.c, compiled once with the system C compiler.
+fn run_summary_program() -> &'static Path {
+    static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
+    PROGRAM.get_or_init(|| {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/c/run_summary.c");
+        let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let program = out_dir.join("run_summary");
+        let status = Command::new("cc")
+            .args(["-O1", "-o"])
+            .arg(&program)
+            .arg(&source)
+            .status()
+            .expect("the system C compiler (cc) runs");
+        assert!(status.success(), "cc failed on {}", source.display());
+        program
+    })
+}
+
+fn larder_run(extra: &[&str], command: &[&str]) -> Output {
+    Command::new(larder())
+        .arg("run")
+        .args(extra)
+        .arg("--")
+        .args(command)
+        .output()
+        .expect("larder runs")
+}
+
+/// Runs `command` under `larder run --json` and returns the summary.
+fn summary_of(command: &[&str]) -> (Value, i32) {
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let report_path = report.path().to_str().unwrap();
+    let output = larder_run(&["--json", "--report", report_path], command);
+    let text = std::fs::read_to_string(report.path()).unwrap();
+    let summary =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad summary ({e}): {text}"));
+    (summary, output.status.code().unwrap_or(-1))
+}
+
+struct Heap {
+    alloc_count: i64,
+    free_count: i64,
+    requested_bytes: i64,
+    live_bytes: i64,
+    peak_live_bytes: i64,
+}
+
+fn heap_of_run_summary(count: u64, size: u64, leak: u64) -> Heap {
+    let program = run_summary_program().to_str().unwrap();
+    let (summary, status) = summary_of(&[
+        program,
+        &count.to_string(),
+        &size.to_string(),
+        &leak.to_string(),
+    ]);
+    assert_eq!(status, 0, "{summary}");
+    let heap = &summary["heap"];
+    assert!(
+        heap.is_object(),
+        "no heap record for the program: {summary}"
+    );
+    let field = |name: &str| {
+        heap[name]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no {name} in {heap}"))
+    };
+    Heap {
+        alloc_count: field("alloc_count"),
+        free_count: field("free_count"),
+        requested_bytes: field("requested_bytes"),
+        live_bytes: field("live_bytes"),
+        peak_live_bytes: field("peak_live_bytes"),
+    }
+}
+
+/// What C's start-up allocates is the same in every run, so differences
+/// between runs that differ only in the program's own work are exact.
+#[test]
+fn the_heap_figures_are_what_the_program_did() {
+    const SIZE: i64 = 256;
+    let base = heap_of_run_summary(2_000, SIZE as u64, 100);
+    let more_blocks = heap_of_run_summary(52_000, SIZE as u64, 100);
+    let more_leaked = heap_of_run_summary(2_000, SIZE as u64, 1_100);
+
+    assert!(
+        base.alloc_count >= 2_001,
+        "2,000 blocks and their array were allocated"
+    );
+    assert_eq!(more_blocks.alloc_count - base.alloc_count, 50_000);
+    assert_eq!(more_blocks.free_count - base.free_count, 50_000);
+    // 50,000 more blocks, and 50,000 more pointers in the calloc'd array.
+    assert_eq!(
+        more_blocks.requested_bytes - base.requested_bytes,
+        50_000 * (SIZE + 8)
+    );
+
+    assert_eq!(more_leaked.alloc_count, base.alloc_count);
+    assert_eq!(base.free_count - more_leaked.free_count, 1_000);
+    let live_blocks = |h: &Heap| h.alloc_count - h.free_count;
+    assert_eq!(live_blocks(&more_leaked) - live_blocks(&base), 1_000);
+    // Live bytes count whole blocks, so a size class may round 256 up a little.
+    let extra_live = more_leaked.live_bytes - base.live_bytes;
+    assert!(
+        (1_000 * SIZE..=1_000 * SIZE * 5 / 4).contains(&extra_live),
+        "1,000 leaked blocks: {extra_live}"
+    );
+
+    // All blocks are live at once, with the pointer array beside them. The core
+    // samples the peak on its slow paths, "exact to within about one page of
+    // blocks per thread"; seen short by up to 110 KiB, so 256 KiB is allowed,
+    // 2% of the 13 MB the second run adds.
+    const PEAK_SAMPLING: i64 = 256 << 10;
+    assert!(
+        base.peak_live_bytes >= 2_000 * (SIZE + 8) - PEAK_SAMPLING,
+        "peak {}",
+        base.peak_live_bytes
+    );
+    let extra_peak = more_blocks.peak_live_bytes - base.peak_live_bytes;
+    let expected = 50_000 * (SIZE + 8);
+    assert!(
+        (expected - PEAK_SAMPLING..=expected * 5 / 4 + PEAK_SAMPLING).contains(&extra_peak),
+        "peak grew by {extra_peak}, not {expected}"
+    );
+}
+
+#[test]
+fn a_large_block_freed_before_exit_still_counts_in_the_peak() {
+    // One 10 MB block, written and freed: the peak must have seen it.
+    let heap = heap_of_run_summary(1, 10_000_000, 0);
+    assert!(
+        heap.peak_live_bytes >= 10_000_000,
+        "peak {}",
+        heap.peak_live_bytes
+    );
+    assert!(
+        heap.live_bytes < 1_000_000,
+        "live at exit {}",
+        heap.live_bytes
+    );
+}
+
+#[test]
+fn peak_rss_covers_the_memory_the_program_touched() {
+    let program = run_summary_program().to_str().unwrap();
+    // 50,000 blocks of 4 KiB, all written and live at once: 195 MiB.
+    let (summary, status) = summary_of(&[program, "50000", "4096", "0"]);
+    assert_eq!(status, 0);
+    let rss = summary["peak_rss_bytes"].as_u64().unwrap();
+    assert!(rss >= 195 << 20, "peak RSS {rss}");
+    assert!(
+        rss < 600 << 20,
+        "peak RSS {rss} is far above what was touched"
+    );
+    assert!(summary["heap"]["peak_live_bytes"].as_u64().unwrap() >= 50_000 * 4096);
+}
+
+#[test]
+fn the_text_summary_goes_to_stderr_and_the_program_output_is_untouched() {
+    let program = run_summary_program().to_str().unwrap();
+    let output = larder_run(
+        &[],
+        &["sh", "-c", &format!("echo hello; exec {program} 3000 64 0")],
+    );
+    assert!(output.status.success());
+    assert_eq!(output.stdout, b"hello\n");
+    let text = String::from_utf8(output.stderr).unwrap();
+    assert!(text.contains("exited with status 0"), "{text}");
+    assert!(text.contains("allocations   3,0"), "{text}");
+    assert!(text.contains("peak RSS"), "{text}");
+}
+
+#[test]
+fn the_programs_exit_status_and_signal_come_through() {
+    let (summary, status) = summary_of(&["sh", "-c", "exit 7"]);
+    assert_eq!(status, 7);
+    assert_eq!(summary["exit_code"], 7);
+
+    let (summary, status) = summary_of(&["sh", "-c", "kill -KILL $$"]);
+    assert_eq!(status, 128 + 9);
+    assert_eq!(summary["signal"], 9);
+    assert!(
+        summary["heap"].is_null(),
+        "a killed program writes no heap record"
+    );
+}
+
+#[test]
+fn wall_time_is_measured() {
+    let (summary, status) = summary_of(&["sleep", "0.3"]);
+    assert_eq!(status, 0);
+    let wall = summary["wall_seconds"].as_f64().unwrap();
+    assert!((0.3..30.0).contains(&wall), "wall time {wall}");
+}
+
+#[test]
+fn processes_the_program_starts_are_counted_apart() {
+    let program = run_summary_program().to_str().unwrap();
+    let script = format!("{program} 100 32 0; {program} 100 32 0; {program} 100 32 0");
+    let (summary, status) = summary_of(&["sh", "-c", &script]);
+    assert_eq!(status, 0);
+    let others = &summary["other_processes"];
+    assert!(others["count"].as_u64().unwrap() >= 3, "{summary}");
+    assert!(others["alloc_count"].as_u64().unwrap() >= 300, "{summary}");
+}
+
+#[test]
+fn a_missing_command_is_reported_like_a_shell_does() {
+    let output = larder_run(&[], &["/nonexistent/program"]);
+    assert_eq!(output.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot run /nonexistent/program"));
+}

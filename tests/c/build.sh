@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Builds the C and C++ test programs with the system compilers into OUT_DIR
+# (default target/ctests). The programs that use larder's own API (larder.h)
+# are built only when LIB_DIR holds liblarder.so and liblarder.a.
+# Usage: tests/c/build.sh [OUT_DIR] [LIB_DIR]
+set -euo pipefail
+src=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$src/../.." && pwd)
+out=${1:-$root/target/ctests}
+lib_dir=${2:-}
+mkdir -p "$out"
+cflags=(-O2 -g -Wall -Wextra -Werror)
+cc "${cflags[@]}" -o "$out/api_semantics" "$src/api_semantics.c"
+cc "${cflags[@]}" -pthread -o "$out/stress_threads" "$src/stress_threads.c"
+g++ -std=c++17 "${cflags[@]}" -pthread -o "$out/cxx_workload" "$src/cxx_workload.cpp"
+cc "${cflags[@]}" -o "$out/run_summary" "$src/run_summary.c"
+cc "${cflags[@]}" -pthread -o "$out/contended_large" "$src/contended_large.c"
+if [ -n "$lib_dir" ]; then
+  lib_dir=$(realpath "$lib_dir")
+  # Linked against the shared library instead of preloading it.
+  cc "${cflags[@]}" -I"$root/include" -o "$out/api_semantics_linked" "$src/api_semantics.c" \
+    -L"$lib_dir" -Wl,-rpath,"$lib_dir" -llarder
+  cc "${cflags[@]}" -I"$root/include" -pthread -o "$out/larder_api" "$src/larder_api.c" \
+    -L"$lib_dir" -Wl,-rpath,"$lib_dir" -llarder
+  # Linked against the static library: Rust's std needs these system libraries.
+  cc "${cflags[@]}" -I"$root/include" -pthread -o "$out/stress_threads_static" "$src/stress_threads.c" \
+    "$lib_dir/liblarder.a" -lpthread -ldl -lm -lgcc_s -lc
+fi
+echo "built the C test programs in $out"

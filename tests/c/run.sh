@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Builds and runs the C tests against liblarder in LIB_DIR (default
+# target/release): the API semantics on glibc itself (a check glibc fails is a
+# wrong check), preloaded, and linked with -llarder; larder's own C API; and
+# the threaded stress program linked statically with liblarder.a.
+# Usage: tests/c/run.sh [LIB_DIR]
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+lib_dir=$(realpath "${1:-$root/target/release}")
+out=$root/target/ctests
+bash "$here/build.sh" "$out" "$lib_dir" || exit 1
+
+passed=0
+failed=0
+# Runs one test command; it passes when it exits 0 (and, with EXPECT set,
+# prints exactly the contents of that file).
+run_test() {
+  local name=$1
+  shift
+  local log
+  log=$(mktemp)
+  if timeout -k 10 120 "$@" >"$log" 2>&1 && { [ -z "${EXPECT:-}" ] || cmp -s "$EXPECT" "$log"; }; then
+    passed=$((passed + 1))
+    echo "ok - $name: $(tail -1 "$log")"
+  else
+    failed=$((failed + 1))
+    echo "not ok - $name"
+    sed 's/^/    /' "$log" | tail -30
+    [ -n "${EXPECT:-}" ] && diff "$EXPECT" "$log" | head -20
+  fi
+  rm -f "$log"
+}
+
+run_test "api semantics on glibc" "$out/api_semantics"
+run_test "api semantics, preloaded" env LD_PRELOAD="$lib_dir/liblarder.so" "$out/api_semantics"
+run_test "large blocks from four threads at once, preloaded" env LD_PRELOAD="$lib_dir/liblarder.so" "$out/contended_large"
+run_test "api semantics, linked with -llarder" "$out/api_semantics_linked"
+run_test "larder's own C API, linked with -llarder" "$out/larder_api"
+expected=$(mktemp)
+timeout -k 10 300 "$out/stress_threads" >"$expected" 2>&1
+EXPECT=$expected run_test "threaded stress, statically linked with liblarder.a" "$out/stress_threads_static"
+rm -f "$expected"
+# The linking checks: that the programs above really ran on larder.
+# (grep reads all its input: with -q, nm would die of SIGPIPE under pipefail.)
+check_linking() {
+  if "$@" >/dev/null; then
+    passed=$((passed + 1))
+    echo "ok - $description"
+  else
+    failed=$((failed + 1))
+    echo "not ok - $description"
+  fi
+}
+description="the static program defines malloc itself (liblarder.a is linked in)"
+check_linking grep ' T malloc$' <(nm "$out/stress_threads_static")
+description="the -llarder programs load liblarder.so"
+check_linking grep "$lib_dir/liblarder.so" <(ldd "$out/api_semantics_linked" "$out/larder_api")
+echo "c-tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
