@@ -155,8 +155,12 @@ impl Page {
         if remaining == 0 {
             return;
         }
-        let count = (EXTEND_BYTES / self.block_size).clamp(1, remaining);
+        // At least a few blocks of the larger classes too, so that they do not come back to
+        // the slow path every few allocations.
         let size = self.block_size;
+        let count = (EXTEND_BYTES / size)
+            .max((4 * EXTEND_BYTES / size).min(16))
+            .clamp(1, remaining);
         // SAFETY: blocks `capacity .. capacity + count` lie inside the page (count <= remaining)
         // and no live block occupies them; each is at least 8 bytes and 8-aligned.
         unsafe {
