@@ -123,11 +123,16 @@ fn figure_table(out: &mut String, input: &ReportInput, threads: usize, figure: F
     out.push('\n');
 }
 
-/// Per-workload figures that are not times: fragmentation's RSS over live bytes, and how fast
-/// RSS fell in rss-fall.
+/// Per-workload figures that are not times: false sharing's shared cache lines, fragmentation's
+/// RSS over live bytes, and how fast RSS fell in rss-fall.
 fn workload_figures(out: &mut String, input: &ReportInput, threads: usize) {
     type Row = (&'static str, &'static str, fn(&Cell) -> Option<String>);
-    let rows: [Row; 3] = [
+    let rows: [Row; 4] = [
+        (
+            "false-sharing",
+            "objects on a cache line another thread also used, %",
+            |c| Some(format!("{:.0}", c.metrics.get("shared_line_pct")?)),
+        ),
         ("fragmentation", "peak RSS / peak live bytes", |c| {
             let live = *c.metrics.get("peak_live_bytes")?;
             Some(format!("{:.2}", c.max_rss_bytes / live))

@@ -16,7 +16,8 @@ pub const BLOCK_ALIGN: usize = 8;
 /// The smallest block a workload may ask for: room for one stamp.
 pub const MIN_BLOCK: usize = 8;
 
-/// A live heap block of `size` bytes whose first and last 8 bytes hold `stamp`.
+/// A live heap block of `size` bytes whose first 8 bytes, and last 8 bytes if they do not
+/// overlap the first, hold `stamp`.
 pub struct Block {
     ptr: NonNull<u8>,
     size: usize,
@@ -44,11 +45,17 @@ impl Block {
 
     fn write_stamps(&self) {
         let bytes = self.stamp.to_ne_bytes();
-        // SAFETY: the block is `size >= 8` bytes long and owned by `self`; the two copies lie
-        // inside it (they overlap when size < 16, which is harmless: same bytes).
+        // SAFETY: the block is `size >= 8` bytes long and owned by `self`; both copies lie
+        // inside it, and the second is made only where it does not overlap the first.
         unsafe {
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.as_ptr(), 8);
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.as_ptr().add(self.size - 8), 8);
+            if self.size >= 16 {
+                std::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    self.ptr.as_ptr().add(self.size - 8),
+                    8,
+                );
+            }
         }
     }
 
@@ -73,7 +80,8 @@ impl Block {
 
     /// True when both stamps are intact: nothing overwrote either end of the block.
     pub fn is_intact(&self) -> bool {
-        self.read_u64(0) == self.stamp && self.read_u64(self.size - 8) == self.stamp
+        self.read_u64(0) == self.stamp
+            && (self.size < 16 || self.read_u64(self.size - 8) == self.stamp)
     }
 
     /// Writes one byte in every 4 KiB page of the block, so that the pages are really resident.
@@ -154,7 +162,7 @@ mod tests {
         tally.check_and_free(Block::new(32, 7));
         let mut bad = Block::new(32, 7);
         // SAFETY: byte 31 is inside the 32-byte block.
-        unsafe { bad.as_mut_ptr().add(31).write(0) };
+        unsafe { bad.as_mut_ptr().add(31).write(0xFF) };
         tally.check_and_free(bad);
         assert_eq!((tally.checked, tally.corrupt), (1, 1));
     }

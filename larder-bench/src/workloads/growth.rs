@@ -79,7 +79,7 @@ fn one_thread(seed: u64, rounds: u64) -> (u64, u64, u64) {
 
 /// Runs the workload.
 pub fn run(params: &Params) -> Result<Outcome, String> {
-    let rounds = scaled(40, params.scale, 1);
+    let rounds = scaled(20, params.scale, 1);
     let results: Vec<(u64, u64, u64)> = std::thread::scope(|scope| {
         let running: Vec<_> = (0..params.threads)
             .map(|t| {

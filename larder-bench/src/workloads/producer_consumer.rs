@@ -13,13 +13,18 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 const BATCH: usize = 256;
 const QUEUE_BATCHES: usize = 8;
 
+/// One consumer's queue of batches.
+type Queue = (SyncSender<Vec<Block>>, Receiver<Vec<Block>>);
+
 /// Runs the workload.
 pub fn run(params: &Params) -> Result<Outcome, String> {
     let producers = (params.threads / 2).max(1);
     let consumers = params.threads.saturating_sub(producers).max(1);
     let batches_per_producer = scaled(3000, params.scale, 2);
-    let (senders, receivers): (Vec<SyncSender<Vec<Block>>>, Vec<Receiver<Vec<Block>>>) =
-        (0..consumers).map(|_| sync_channel(QUEUE_BATCHES)).unzip();
+    let queues: Vec<Queue> = (0..consumers)
+        .map(|_| sync_channel(QUEUE_BATCHES))
+        .collect();
+    let (senders, receivers): (Vec<_>, Vec<_>) = queues.into_iter().unzip();
     let tally = std::thread::scope(|scope| {
         let consuming: Vec<_> = receivers
             .into_iter()

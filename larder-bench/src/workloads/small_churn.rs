@@ -47,8 +47,8 @@ fn one_thread(seed: u64, lifo_batches: u64, random_replacements: u64) -> (Tally,
 
 /// Runs the workload.
 pub fn run(params: &Params) -> Result<Outcome, String> {
-    let lifo_batches = scaled(3000, params.scale, 1);
-    let random_replacements = scaled(3_000_000, params.scale, 100);
+    let lifo_batches = scaled(1500, params.scale, 1);
+    let random_replacements = scaled(1_500_000, params.scale, 100);
     let results: Vec<(Tally, u64)> = std::thread::scope(|scope| {
         let running: Vec<_> = (0..params.threads)
             .map(|t| {

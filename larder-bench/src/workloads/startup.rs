@@ -1,5 +1,7 @@
 //! Workload 11, start-up: a short program (a few hundred small allocations: strings, a map, a
-//! sort) run a thousand times as separate processes, one after another on each thread. Process
+//! sort) run a thousand times as separate processes, the thousand shared out between the
+//! threads, each starting its share one after another (so unlike the other workloads, the total
+//! work does not grow with the thread count). Process
 //! creation, loading and the runtime's own start dominate; what differs between allocators is
 //! their initialisation (reserving and mapping their first memory, reading options, setting up
 //! thread-local state), which programs that spawn many short processes pay every time.
@@ -35,7 +37,7 @@ pub fn child() -> Result<(), String> {
 /// Runs the workload.
 pub fn run(params: &Params) -> Result<Outcome, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the worker binary: {e}"))?;
-    let per_thread = scaled(1000, params.scale, 3);
+    let per_thread = scaled(1000 / params.threads as u64, params.scale, 3);
     let results: Vec<Result<u64, String>> = std::thread::scope(|scope| {
         let running: Vec<_> = (0..params.threads)
             .map(|_| {

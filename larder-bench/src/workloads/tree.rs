@@ -59,7 +59,7 @@ fn depth_for(scale: f64) -> u32 {
 /// Runs the workload.
 pub fn run(params: &Params) -> Result<Outcome, String> {
     let depth = depth_for(params.scale);
-    let trees = scaled(8, params.scale, 1);
+    let trees = scaled(4, params.scale, 1);
     let results: Vec<u64> = std::thread::scope(|scope| {
         let running: Vec<_> = (0..params.threads)
             .map(|_| {
