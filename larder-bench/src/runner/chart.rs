@@ -87,6 +87,11 @@ fn cell<'a>(
 
 type Ratios = Vec<Vec<Option<f64>>>;
 
+/// Where the ratio panels draw labelled guide lines.
+const RATIO_GUIDES: [f64; 17] = [
+    0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 7.0, 10.0, 20.0, 50.0, 100.0, 1000.0,
+];
+
 /// ratios[workload][contender] of a figure to the reference's.
 fn ratios(input: &ChartInput, threads: usize, figure: fn(&Cell) -> f64) -> Ratios {
     input
@@ -116,7 +121,6 @@ fn ratio_panel<DB: DrawingBackend>(
     input: &ChartInput,
     title: &str,
     ratios: &Ratios,
-    legend: bool,
 ) -> Result<(), String> {
     let all: Vec<f64> = ratios.iter().flatten().flatten().copied().collect();
     let low = all.iter().copied().fold(0.5f64, f64::min) * 0.8;
@@ -132,12 +136,28 @@ fn ratio_panel<DB: DrawingBackend>(
     chart
         .configure_mesh()
         .disable_x_mesh()
+        .disable_y_mesh()
         .x_labels(0)
+        .y_labels(0)
         .y_desc(format!("× {} (lower is better)", input.reference))
-        .y_label_formatter(&|v| format!("{v:.2}"))
         .label_style(("sans-serif", 15))
         .draw()
         .map_err(draw_error)?;
+    // Plotters labels a log axis sparsely below 1, so the guide lines are drawn here.
+    let tick =
+        TextStyle::from(("sans-serif", 14).into_font()).pos(Pos::new(HPos::Right, VPos::Center));
+    for level in RATIO_GUIDES
+        .into_iter()
+        .filter(|l| (low..=high).contains(l))
+    {
+        let guide = PathElement::new(vec![(-0.5, level), (groups - 0.5, level)], BLACK.mix(0.15));
+        chart
+            .draw_series(std::iter::once(guide))
+            .map_err(draw_error)?;
+        let (x, y) = chart.backend_coord(&(-0.5, level));
+        root.draw(&Text::new(format!("{level}"), (x - 6, y), tick.clone()))
+            .map_err(draw_error)?;
+    }
     let width = 0.84 / input.contenders.len() as f64;
     for (ci, name) in input.contenders.iter().enumerate() {
         let fill = colour(ci, name).filled();
@@ -146,35 +166,38 @@ fn ratio_panel<DB: DrawingBackend>(
             let x0 = wi as f64 - 0.42 + ci as f64 * width;
             Some(Rectangle::new([(x0, low), (x0 + width * 0.9, ratio)], fill))
         });
-        let series = chart.draw_series(bars).map_err(draw_error)?;
-        if legend {
-            series
-                .label(name.as_str())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], fill));
-        }
+        chart.draw_series(bars).map_err(draw_error)?;
     }
+    let parity = PathElement::new(
+        vec![(-0.5, 1.0), (groups - 0.5, 1.0)],
+        BLACK.stroke_width(2),
+    );
     chart
-        .draw_series(std::iter::once(PathElement::new(
-            vec![(-0.5, 1.0), (groups - 0.5, 1.0)],
-            BLACK.stroke_width(2),
-        )))
+        .draw_series(std::iter::once(parity))
         .map_err(draw_error)?;
-    if legend {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font(("sans-serif", 15))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(draw_error)?;
-    }
     let label =
         TextStyle::from(("sans-serif", 15).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
     for (wi, workload) in input.workloads.iter().enumerate() {
         let (x, y) = chart.backend_coord(&(wi as f64, low));
         root.draw(&Text::new(workload.as_str(), (x, y + 8), label.clone()))
             .map_err(draw_error)?;
+    }
+    Ok(())
+}
+
+/// A row of coloured squares and contender names, starting at `at`.
+fn legend_row<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    input: &ChartInput,
+    at: (i32, i32),
+) -> Result<(), String> {
+    let (mut x, y) = at;
+    for (ci, name) in input.contenders.iter().enumerate() {
+        let square = Rectangle::new([(x, y), (x + 16, y + 16)], colour(ci, name).filled());
+        area.draw(&square).map_err(draw_error)?;
+        area.draw(&Text::new(name.as_str(), (x + 22, y), ("sans-serif", 17)))
+            .map_err(draw_error)?;
+        x += 40 + 10 * name.len() as i32;
     }
     Ok(())
 }
@@ -190,14 +213,15 @@ fn comparison<DB: DrawingBackend>(
         if threads == 1 { "" } else { "s" },
         input.reference
     );
-    let (top, rest) = root.split_vertically(40);
+    let (top, rest) = root.split_vertically(76);
     top.draw(&Text::new(heading, (20, 10), ("sans-serif", 24)))
         .map_err(draw_error)?;
+    legend_row(&top, input, (24, 48))?;
     let panels = rest.split_evenly((2, 1));
     let wall = ratios(input, threads, |c| c.wall_s);
     let rss = ratios(input, threads, |c| c.max_rss_bytes);
-    ratio_panel(&root, &panels[0], input, "Wall time", &wall, true)?;
-    ratio_panel(&root, &panels[1], input, "Peak RSS", &rss, false)?;
+    ratio_panel(&root, &panels[0], input, "Wall time", &wall)?;
+    ratio_panel(&root, &panels[1], input, "Peak RSS", &rss)?;
     root.present().map_err(draw_error)
 }
 
