@@ -1,0 +1,437 @@
+//! The fast paths: allocate, free, reallocate, zeroed and aligned allocation, usable size.
+//!
+//! Small allocation: the thread's heap, its direct table, a pop, a count. Free by the owning
+//! thread: a mask to the segment, a shift to the page, a push, a count. Everything else
+//! (the first allocation of a thread, an empty list, frees from other threads, large blocks)
+//! branches once to an out-of-line function.
+//!
+//! Alignment: a request aligned to `a <= MEDIUM_MAX` is served from the class of its size
+//! rounded up to `a`; that class is a multiple of `a` and every page start is aligned to its
+//! largest block, so the block is aligned and wastes less than `a`. Larger alignments go to a
+//! single-block segment with the block placed at an aligned offset.
+
+use core::ptr;
+
+use crate::heap::{self, Heap};
+use crate::page::Block;
+use crate::segment::{self, Kind, Segment, SEGMENT_SIZE, STATE_ACTIVE};
+use crate::size_class::{self, DIRECT_MAX, MEDIUM_MAX};
+use crate::stats::{self, RETIRED};
+use crate::{cache, os, remote, report, segment_map};
+
+/// Alignment every block has without asking.
+pub const MIN_ALIGN: usize = 8;
+
+/// Allocates `size` bytes aligned to `align` (a power of two). Null when memory cannot be had.
+#[inline(always)]
+pub fn alloc(size: usize, align: usize) -> *mut u8 {
+    if align <= MIN_ALIGN && size <= DIRECT_MAX {
+        // SAFETY: the current heap is this thread's; size is within the direct table.
+        unsafe { alloc_small(heap::current(), size) }
+    } else {
+        alloc_generic(size, align)
+    }
+}
+
+/// The small-object fast path.
+///
+/// # Safety
+/// `heap` must be the calling thread's current heap and `size <= DIRECT_MAX`.
+#[inline(always)]
+unsafe fn alloc_small(heap: *mut Heap, size: usize) -> *mut u8 {
+    // SAFETY: the direct table has a slot for every size up to DIRECT_MAX, each pointing to a
+    // page of this heap or to the empty page; a non-null `free` is an owned list of blocks.
+    unsafe {
+        let page = *(*heap).direct.get_unchecked((size + 7) >> 3);
+        let block = (*page).free;
+        if block.is_null() {
+            return heap::alloc_slow(heap, size);
+        }
+        (*page).free = (*block).next;
+        (*page).used += 1;
+        let counters = &(*heap).counters;
+        stats::bump(&counters.alloc_count, 1);
+        stats::bump(&counters.requested_bytes, size as u64);
+        stats::bump(&counters.alloc_bytes, (*page).block_size as u64);
+        block.cast()
+    }
+}
+
+#[inline(never)]
+fn alloc_generic(size: usize, align: usize) -> *mut u8 {
+    if !align.is_power_of_two() {
+        return ptr::null_mut();
+    }
+    let rounded = if align > MIN_ALIGN {
+        // A zero-size request still needs an aligned block of its own.
+        match os::align_up(size.max(1), align) {
+            Some(r) => r,
+            None => return ptr::null_mut(),
+        }
+    } else {
+        size
+    };
+    if rounded <= MEDIUM_MAX && align <= MEDIUM_MAX {
+        let heap = heap::current();
+        if rounded <= DIRECT_MAX {
+            // SAFETY: as in `alloc`.
+            return unsafe { alloc_small(heap, rounded) };
+        }
+        // SAFETY: the slow path serves any size up to MEDIUM_MAX for the current heap.
+        return unsafe { heap::alloc_slow(heap, rounded) };
+    }
+    match alloc_large(size, align) {
+        Some((block, _)) => block,
+        None => ptr::null_mut(),
+    }
+}
+
+/// A block in its own segment; returns it and whether it reads as zero.
+#[cold]
+fn alloc_large(size: usize, align: usize) -> Option<(*mut u8, bool)> {
+    let usable = if size <= cache::MAX_CACHED_SPAN {
+        size_class::round_large(size)?
+    } else {
+        size
+    };
+    let (block, zeroed) = segment::alloc_single(usable, align)?;
+    // SAFETY: the block was just made, so its segment header and page are valid.
+    let block_size = unsafe { (*Segment::page(segment_of_block(block), 0)).block_size };
+    count_alloc(size, block_size);
+    Some((block, zeroed))
+}
+
+fn count_alloc(size: usize, block_size: usize) {
+    let heap = heap::current();
+    // SAFETY: the current heap is valid; only a real heap's counters are owner-written.
+    unsafe {
+        if (*heap).is_real() {
+            let c = &(*heap).counters;
+            stats::bump(&c.alloc_count, 1);
+            stats::bump(&c.requested_bytes, size as u64);
+            stats::bump(&c.alloc_bytes, block_size as u64);
+            return;
+        }
+    }
+    use core::sync::atomic::Ordering::Relaxed;
+    RETIRED.alloc_count.fetch_add(1, Relaxed);
+    RETIRED.requested_bytes.fetch_add(size as u64, Relaxed);
+    RETIRED.alloc_bytes.fetch_add(block_size as u64, Relaxed);
+}
+
+fn count_free(requested: u64, block_size: u64) {
+    let heap = heap::current();
+    // SAFETY: as in `count_alloc`.
+    unsafe {
+        if (*heap).is_real() {
+            let c = &(*heap).counters;
+            stats::bump(&c.free_count, 1);
+            stats::bump(&c.freed_requested_bytes, requested);
+            stats::bump(&c.freed_bytes, block_size);
+            return;
+        }
+    }
+    use core::sync::atomic::Ordering::Relaxed;
+    RETIRED.free_count.fetch_add(1, Relaxed);
+    RETIRED.freed_requested_bytes.fetch_add(requested, Relaxed);
+    RETIRED.freed_bytes.fetch_add(block_size, Relaxed);
+}
+
+/// The segment of a block returned by larder (handles over-aligned blocks).
+#[inline]
+fn segment_of_block(block: *const u8) -> *mut Segment {
+    if block as usize & (SEGMENT_SIZE - 1) == 0 {
+        // Only an over-aligned block starts a chunk: its header is one chunk before.
+        (block as usize - SEGMENT_SIZE) as *mut Segment
+    } else {
+        Segment::of(block)
+    }
+}
+
+/// Allocates zeroed memory, without touching fresh pages that are zero already.
+pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
+    let rounded = match os::align_up(size, align.max(MIN_ALIGN)) {
+        Some(r) => r,
+        None => return ptr::null_mut(),
+    };
+    if rounded > MEDIUM_MAX || align > MEDIUM_MAX {
+        if !align.is_power_of_two() {
+            return ptr::null_mut();
+        }
+        return match alloc_large(size, align) {
+            Some((block, true)) => block,
+            Some((block, false)) => {
+                // SAFETY: the block has at least `size` writable bytes.
+                unsafe { block.write_bytes(0, size) };
+                block
+            }
+            None => ptr::null_mut(),
+        };
+    }
+    let block = alloc(size, align);
+    if block.is_null() {
+        return block;
+    }
+    // SAFETY: a small or medium block of this thread's page: the page flag tells whether the
+    // list it came from held only fresh blocks (zero but for the link word).
+    unsafe {
+        let page = Segment::page_of(Segment::of(block), block);
+        if (*page).free_is_zero {
+            block.cast::<*mut Block>().write(ptr::null_mut());
+        } else {
+            block.write_bytes(0, size);
+        }
+    }
+    block
+}
+
+/// Frees a block whose size and alignment the caller knows (Rust's `dealloc`).
+///
+/// # Safety
+/// `block` must be a live block from larder allocated with this alignment.
+#[inline(always)]
+pub unsafe fn free_sized(block: *mut u8, size: usize, align: usize) {
+    if align > SEGMENT_SIZE / 2 {
+        // SAFETY: forwarded.
+        unsafe { free_generic(block, size as u64) };
+        return;
+    }
+    // SAFETY: forwarded; a block aligned at most to half a segment lies in its segment's first
+    // chunk, so masking finds its header.
+    unsafe { free_in_segment(Segment::of(block), block, size as u64) }
+}
+
+/// Frees a block given only its address (C's `free`): a pointer larder does not own is
+/// reported once and ignored.
+///
+/// # Safety
+/// `block` must be null, a live block from larder, or memory larder does not own.
+#[inline(always)]
+pub unsafe fn free(block: *mut u8) {
+    if block.is_null() {
+        return;
+    }
+    if segment_map::entry(block as usize) != segment_map::SEGMENT_START {
+        // SAFETY: forwarded.
+        unsafe { free_generic(block, u64::MAX) };
+        return;
+    }
+    // SAFETY: the map says the chunk starts a segment of larder's.
+    unsafe { free_in_segment(Segment::of(block), block, u64::MAX) }
+}
+
+/// The owner's fast free, or the generic path. `requested` is the size asked for, or
+/// `u64::MAX` when unknown.
+#[inline(always)]
+unsafe fn free_in_segment(seg: *mut Segment, block: *mut u8, requested: u64) {
+    let heap = heap::current();
+    // SAFETY: `seg` is mapped (a live block lies in it). If this thread's heap owns it, the
+    // page and its lists are ours to change.
+    unsafe {
+        if (*seg).owner.load(core::sync::atomic::Ordering::Relaxed) == heap {
+            let page = Segment::page_of(seg, block);
+            let b = block.cast::<Block>();
+            (*b).next = (*page).local_free;
+            (*page).local_free = b;
+            (*page).used -= 1;
+            let block_size = (*page).block_size as u64;
+            let counters = &(*heap).counters;
+            stats::bump(&counters.free_count, 1);
+            stats::bump(
+                &counters.freed_requested_bytes,
+                if requested == u64::MAX {
+                    block_size
+                } else {
+                    requested
+                },
+            );
+            stats::bump(&counters.freed_bytes, block_size);
+            if (*page).used == 0 || (*page).is_full {
+                heap::local_free_slow(heap, page);
+            }
+            return;
+        }
+        free_generic(block, requested);
+    }
+}
+
+/// Frees from another thread, frees of large blocks, and frees of doubtful pointers.
+#[cold]
+#[inline(never)]
+unsafe fn free_generic(block: *mut u8, requested: u64) {
+    let Some(base) = segment_map::segment_of(block as usize) else {
+        report::foreign_pointer("free", block as usize);
+        return;
+    };
+    let seg = base as *mut Segment;
+    // SAFETY: the map says `seg` is a segment of larder's, so its header is mapped.
+    unsafe {
+        if (*seg).state.load(core::sync::atomic::Ordering::Acquire) != STATE_ACTIVE {
+            report::invalid_free("free", block as usize);
+            return;
+        }
+        let page = Segment::page_of(seg, block);
+        if !block_is_valid(seg, &*page, block) {
+            report::invalid_free("free", block as usize);
+            return;
+        }
+        let block_size = (*page).block_size as u64;
+        let requested = if requested == u64::MAX {
+            block_size
+        } else {
+            requested
+        };
+        match (*seg).kind {
+            Kind::Single => {
+                count_free(requested, block_size);
+                segment::free_single(seg);
+            }
+            _ if (*seg).owner.load(core::sync::atomic::Ordering::Relaxed) == heap::current() => {
+                // Our own segment, reached through the doubtful-pointer path.
+                free_in_segment(seg, block, requested);
+            }
+            _ => {
+                count_free(requested, block_size);
+                remote::free_remote(&*page, block.cast());
+            }
+        }
+    }
+}
+
+/// Whether `block` is the start of a block of an in-use page (not an interior pointer).
+///
+/// # Safety
+/// `seg` must be an active segment containing `block`.
+unsafe fn block_is_valid(_seg: *mut Segment, page: &crate::page::Page, block: *mut u8) -> bool {
+    if !page.in_use() {
+        return false;
+    }
+    let start = page.start as usize;
+    let b = block as usize;
+    if b < start {
+        return false;
+    }
+    let offset = b - start;
+    if page.bin == u8::MAX {
+        return offset == 0;
+    }
+    offset % page.block_size == 0 && offset / page.block_size < page.capacity as usize
+}
+
+/// The usable size of a live block (0 for null or a pointer larder does not own).
+///
+/// # Safety
+/// `block` must be null, a live block from larder, or memory larder does not own.
+pub unsafe fn usable_size(block: *const u8) -> usize {
+    let Some(base) = segment_map::segment_of(block as usize) else {
+        return 0;
+    };
+    let seg = base as *mut Segment;
+    // SAFETY: the map says `seg` is larder's segment; a live block keeps it active.
+    unsafe {
+        if (*seg).state.load(core::sync::atomic::Ordering::Acquire) != STATE_ACTIVE {
+            return 0;
+        }
+        let page = &*Segment::page_of(seg, block);
+        if !page.in_use() {
+            return 0;
+        }
+        if page.bin == u8::MAX {
+            (page.start as usize + page.block_size).saturating_sub(block as usize)
+        } else {
+            page.block_size
+        }
+    }
+}
+
+/// Whether `ptr` lies in memory larder owns (a segment or a huge block's first chunk).
+pub fn owns(ptr: *const u8) -> bool {
+    segment_map::segment_of(ptr as usize).is_some()
+}
+
+/// Resizes a block, in place when its size class (or its span) has room. On failure returns
+/// null and leaves the block as it was.
+///
+/// # Safety
+/// `block` must be null or a live block from larder allocated with `align`.
+pub unsafe fn realloc(block: *mut u8, new_size: usize, align: usize) -> *mut u8 {
+    if block.is_null() {
+        return alloc(new_size, align);
+    }
+    // SAFETY: forwarded from the caller.
+    let usable = unsafe { usable_size(block) };
+    if usable == 0 {
+        report::foreign_pointer("realloc", block as usize);
+        return ptr::null_mut();
+    }
+    // Stay in place when the block fits and would not waste more than half of itself.
+    if new_size <= usable && new_size >= usable / 2 && block as usize % align.max(1) == 0 {
+        return block;
+    }
+    // SAFETY: forwarded from the caller.
+    if let Some(grown) = unsafe { grow_single_in_place(block, new_size) } {
+        return grown;
+    }
+    let fresh = alloc(new_size, align);
+    if fresh.is_null() {
+        return fresh;
+    }
+    // SAFETY: both blocks are live and distinct; each has at least the copied length.
+    unsafe {
+        ptr::copy_nonoverlapping(block, fresh, usable.min(new_size));
+        free(block);
+    }
+    fresh
+}
+
+/// Large blocks grow in place into the rest of their span, or into the address space after it
+/// (mremap without moving): no copy either way.
+unsafe fn grow_single_in_place(block: *mut u8, new_size: usize) -> Option<*mut u8> {
+    let seg = segment_of_block(block);
+    // SAFETY: `block` is a live block of larder's, so its header is valid.
+    unsafe {
+        if (*seg).kind != Kind::Single || (*seg).aligned_tail {
+            return None;
+        }
+        let page = Segment::page(seg, 0);
+        let offset = (*seg).first_page_offset;
+        let old_mapped = (*seg).mapped_size;
+        let old_size = (*page).block_size;
+        if new_size <= old_size {
+            return None;
+        }
+        let usable = if new_size <= cache::MAX_CACHED_SPAN {
+            size_class::round_large(new_size)?
+        } else {
+            new_size
+        };
+        let want = os::align_up(offset.checked_add(usable)?, os::page_size())?;
+        if want > old_mapped {
+            if want > isize::MAX as usize || !os::grow_in_place(seg.cast(), old_mapped, want) {
+                return None;
+            }
+            stats::add_reserved((want - old_mapped) as isize);
+            stats::add_committed((want - old_mapped) as isize);
+            (*seg).mapped_size = want;
+        }
+        (*page).block_size = usable;
+        count_resize(old_size, usable);
+        Some(block)
+    }
+}
+
+fn count_resize(old: usize, new: usize) {
+    let heap = heap::current();
+    // SAFETY: as in `count_alloc`.
+    unsafe {
+        if (*heap).is_real() {
+            let c = &(*heap).counters;
+            stats::bump(&c.alloc_bytes, new as u64);
+            stats::bump(&c.freed_bytes, old as u64);
+            return;
+        }
+    }
+    use core::sync::atomic::Ordering::Relaxed;
+    RETIRED.alloc_bytes.fetch_add(new as u64, Relaxed);
+    RETIRED.freed_bytes.fetch_add(old as u64, Relaxed);
+}

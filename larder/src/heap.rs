@@ -1,0 +1,837 @@
+//! The per-thread heap and the allocation slow path.
+//!
+//! A heap owns segments and the pages in them. It keeps, per bin, a queue of pages with (or
+//! recently with) free blocks, a list of full pages, and a direct table from small sizes to the
+//! page at the head of their bin's queue, so that the fast path (`alloc.rs`) is a table load and
+//! a list pop. Every thread reaches its heap through one `thread_local!` pointer with const
+//! initialisation; until the thread's first allocation it points at `EMPTY_HEAP`, whose table
+//! leads only to an empty page, so the very first allocation falls into the slow path, which
+//! creates the real heap.
+//!
+//! Threads that exit abandon their segments (a pthread key destructor runs for Rust and C
+//! threads alike); any heap that needs a page reclaims them first.
+
+use core::cell::Cell;
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+
+use crate::page::{Block, Page};
+use crate::remote;
+use crate::segment::{Kind, Segment};
+use crate::size_class::{self, BIN_COUNT, DIRECT_BIN, DIRECT_MAX, DIRECT_SLOTS, SMALL_MAX};
+use crate::stats::{self, Counters};
+use crate::sync::Lock;
+use crate::{os, purge};
+
+/// A doubly linked list of pages.
+#[derive(Clone, Copy)]
+pub struct PageQueue {
+    first: *mut Page,
+    last: *mut Page,
+}
+
+impl PageQueue {
+    const EMPTY: PageQueue = PageQueue {
+        first: ptr::null_mut(),
+        last: ptr::null_mut(),
+    };
+}
+
+/// A doubly linked list of segments: those with free pages first.
+#[derive(Clone, Copy)]
+struct SegmentList {
+    head: *mut Segment,
+    tail: *mut Segment,
+}
+
+impl SegmentList {
+    const EMPTY: SegmentList = SegmentList {
+        head: ptr::null_mut(),
+        tail: ptr::null_mut(),
+    };
+}
+
+/// A thread's heap.
+#[repr(C)]
+pub struct Heap {
+    /// Size/8 → the page to allocate from (`EMPTY_PAGE` when the bin has none).
+    pub direct: [*mut Page; DIRECT_SLOTS],
+    /// Counters for `stats()`.
+    pub counters: Counters,
+    /// Blocks of this heap's full pages freed by other threads (see `remote.rs`).
+    pub delayed_free: AtomicPtr<Block>,
+    queues: [PageQueue; BIN_COUNT],
+    full: PageQueue,
+    segments: [SegmentList; 2],
+    /// Live bytes already published to the global peak tracker.
+    flushed_live: isize,
+    /// False only for `EMPTY_HEAP`.
+    is_real: bool,
+    /// Links in the list of live heaps (or the pool's free list).
+    next_heap: *mut Heap,
+    prev_heap: *mut Heap,
+}
+
+struct SyncPage(Page);
+// SAFETY: EMPTY_PAGE is never written: its free list is empty, so every path that would modify
+// a page leaves it for the slow path first.
+unsafe impl Sync for SyncPage {}
+static EMPTY_PAGE: SyncPage = SyncPage(Page::unused());
+
+/// The stand-in heap of threads that have not allocated yet.
+pub struct SyncHeap(Heap);
+// SAFETY: EMPTY_HEAP is never written except through its atomic counters: its direct table
+// leads only to EMPTY_PAGE, and the slow path replaces it before touching heap state.
+unsafe impl Sync for SyncHeap {}
+
+const fn empty_page_ptr() -> *mut Page {
+    &EMPTY_PAGE.0 as *const Page as *mut Page
+}
+
+/// The heap of threads that have not allocated yet.
+pub static EMPTY_HEAP: SyncHeap = SyncHeap(Heap::new(false));
+
+impl Heap {
+    const fn new(is_real: bool) -> Heap {
+        Heap {
+            direct: [empty_page_ptr(); DIRECT_SLOTS],
+            counters: Counters::new(),
+            delayed_free: AtomicPtr::new(ptr::null_mut()),
+            queues: [PageQueue::EMPTY; BIN_COUNT],
+            full: PageQueue::EMPTY,
+            segments: [SegmentList::EMPTY; 2],
+            flushed_live: 0,
+            is_real,
+            next_heap: ptr::null_mut(),
+            prev_heap: ptr::null_mut(),
+        }
+    }
+
+    /// Whether this is a thread's own heap (not `EMPTY_HEAP`).
+    #[inline]
+    pub fn is_real(&self) -> bool {
+        self.is_real
+    }
+}
+
+thread_local! {
+    static CURRENT: Cell<*mut Heap> =
+        const { Cell::new(&EMPTY_HEAP.0 as *const Heap as *mut Heap) };
+}
+
+/// The calling thread's heap (`EMPTY_HEAP` before its first allocation).
+#[inline(always)]
+pub fn current() -> *mut Heap {
+    CURRENT.with(|h| h.get())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queues and the direct table.
+
+/// Points the direct-table slots of `bin` at `page` (or `EMPTY_PAGE` when null).
+#[inline]
+unsafe fn set_direct(heap: &mut Heap, bin: usize, page: *mut Page) {
+    let class = size_class::class_size(bin);
+    if class > DIRECT_MAX {
+        return;
+    }
+    let page = if page.is_null() {
+        empty_page_ptr()
+    } else {
+        page
+    };
+    let first_slot = if bin == 1 {
+        0
+    } else {
+        size_class::class_size(bin - 1) / 8 + 1
+    };
+    for (slot, entry) in heap.direct[first_slot..=class / 8].iter_mut().enumerate() {
+        debug_assert_eq!(DIRECT_BIN[first_slot + slot] as usize, bin);
+        *entry = page;
+    }
+}
+
+unsafe fn queue_remove(q: &mut PageQueue, page: *mut Page) {
+    // SAFETY: the caller guarantees `page` is on `q`; its links are valid pages or null.
+    unsafe {
+        let (prev, next) = ((*page).prev, (*page).next);
+        if prev.is_null() {
+            q.first = next;
+        } else {
+            (*prev).next = next;
+        }
+        if next.is_null() {
+            q.last = prev;
+        } else {
+            (*next).prev = prev;
+        }
+        (*page).prev = ptr::null_mut();
+        (*page).next = ptr::null_mut();
+    }
+}
+
+unsafe fn queue_push_front(q: &mut PageQueue, page: *mut Page) {
+    // SAFETY: the caller guarantees `page` is on no queue.
+    unsafe {
+        (*page).prev = ptr::null_mut();
+        (*page).next = q.first;
+        if q.first.is_null() {
+            q.last = page;
+        } else {
+            (*q.first).prev = page;
+        }
+    }
+    q.first = page;
+}
+
+unsafe fn queue_push_back(q: &mut PageQueue, page: *mut Page) {
+    // SAFETY: the caller guarantees `page` is on no queue.
+    unsafe {
+        (*page).next = ptr::null_mut();
+        (*page).prev = q.last;
+        if q.last.is_null() {
+            q.first = page;
+        } else {
+            (*q.last).next = page;
+        }
+    }
+    q.last = page;
+}
+
+/// Removes `page` from its bin queue, keeping the direct table on the queue's head.
+unsafe fn remove_from_bin(heap: &mut Heap, page: *mut Page) {
+    // SAFETY: the page is in use and on its bin's queue.
+    unsafe {
+        let bin = (*page).bin as usize;
+        let was_first = heap.queues[bin].first == page;
+        queue_remove(&mut heap.queues[bin], page);
+        if was_first {
+            set_direct(heap, bin, heap.queues[bin].first);
+        }
+    }
+}
+
+unsafe fn seglist_remove(list: &mut SegmentList, seg: *mut Segment) {
+    // SAFETY: the caller guarantees `seg` is on `list`.
+    unsafe {
+        let (prev, next) = ((*seg).prev, (*seg).next);
+        if prev.is_null() {
+            list.head = next;
+        } else {
+            (*prev).next = next;
+        }
+        if next.is_null() {
+            list.tail = prev;
+        } else {
+            (*next).prev = prev;
+        }
+        (*seg).prev = ptr::null_mut();
+        (*seg).next = ptr::null_mut();
+    }
+}
+
+unsafe fn seglist_push_front(list: &mut SegmentList, seg: *mut Segment) {
+    // SAFETY: the caller guarantees `seg` is on no list.
+    unsafe {
+        (*seg).prev = ptr::null_mut();
+        (*seg).next = list.head;
+        if list.head.is_null() {
+            list.tail = seg;
+        } else {
+            (*list.head).prev = seg;
+        }
+    }
+    list.head = seg;
+}
+
+unsafe fn seglist_push_back(list: &mut SegmentList, seg: *mut Segment) {
+    // SAFETY: the caller guarantees `seg` is on no list.
+    unsafe {
+        (*seg).next = ptr::null_mut();
+        (*seg).prev = list.tail;
+        if list.tail.is_null() {
+            list.head = seg;
+        } else {
+            (*list.tail).next = seg;
+        }
+    }
+    list.tail = seg;
+}
+
+fn kind_index(kind: Kind) -> usize {
+    match kind {
+        Kind::Small => 0,
+        _ => 1,
+    }
+}
+
+/// Index of `page` in its segment.
+unsafe fn page_index(seg: *mut Segment, page: *mut Page) -> usize {
+    // SAFETY: `page` lies in `seg`'s page array.
+    let first = unsafe { Segment::page(seg, 0) };
+    (page as usize - first as usize) / core::mem::size_of::<Page>()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The slow path.
+
+/// Allocates a block of `size` bytes (at most `MEDIUM_MAX`, already rounded to the alignment)
+/// when the fast path found no free block. Returns null when memory cannot be had.
+///
+/// # Safety
+/// `heap` must be the calling thread's current heap.
+#[cold]
+#[inline(never)]
+pub unsafe fn alloc_slow(heap: *mut Heap, size: usize) -> *mut u8 {
+    // SAFETY: `heap` is the current heap, real or EMPTY_HEAP; both are valid to read.
+    let heap = if unsafe { (*heap).is_real } {
+        heap
+    } else {
+        let fresh = init_thread_heap();
+        if fresh.is_null() {
+            return ptr::null_mut();
+        }
+        fresh
+    };
+    // SAFETY: `heap` is this thread's real heap.
+    let heap = unsafe { &mut *heap };
+    let bin = size_class::bin_of(size);
+    // SAFETY: the heap is ours.
+    let page = unsafe { find_page(heap, bin) };
+    if page.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: `find_page` returns an owned page with a non-empty free list.
+    let block = unsafe {
+        let page = &mut *page;
+        let block = page.free;
+        page.free = (*block).next;
+        page.used += 1;
+        stats::bump(&heap.counters.alloc_count, 1);
+        stats::bump(&heap.counters.requested_bytes, size as u64);
+        stats::bump(&heap.counters.alloc_bytes, page.block_size as u64);
+        block
+    };
+    slow_path_tail(heap);
+    block.cast()
+}
+
+/// Deferred work done every time the slow path runs (the heap's heartbeat).
+fn slow_path_tail(heap: &mut Heap) {
+    let live = heap.counters.live_delta();
+    stats::flush_live(live - heap.flushed_live);
+    heap.flushed_live = live;
+    purge::maybe_start();
+}
+
+/// A page of `bin` with a free block, or null when memory cannot be had.
+unsafe fn find_page(heap: &mut Heap, bin: usize) -> *mut Page {
+    // SAFETY: the heap is ours.
+    unsafe { process_delayed(heap) };
+    loop {
+        let mut page = heap.queues[bin].first;
+        while !page.is_null() {
+            // SAFETY: pages on our queues are in use and owned by this heap.
+            unsafe {
+                let next = (*page).next;
+                (*page).collect();
+                if !(*page).free.is_null() {
+                    if heap.queues[bin].first != page {
+                        queue_remove(&mut heap.queues[bin], page);
+                        queue_push_front(&mut heap.queues[bin], page);
+                    }
+                    set_direct(heap, bin, page);
+                    return page;
+                }
+                move_to_full(heap, page);
+                page = next;
+            }
+        }
+        // SAFETY: the heap is ours.
+        if !unsafe { reclaim_one(heap) } {
+            break;
+        }
+    }
+    // SAFETY: the heap is ours.
+    unsafe { fresh_page(heap, bin) }
+}
+
+/// Moves a page with no free block to the full list, where the slow path does not look; the
+/// next remote free notifies the heap through `delayed_free`.
+unsafe fn move_to_full(heap: &mut Heap, page: *mut Page) {
+    // SAFETY: the page is ours and on its bin queue.
+    unsafe {
+        remove_from_bin(heap, page);
+        (*page).is_full = true;
+        queue_push_back(&mut heap.full, page);
+        remote::set_delayed_state(&*page, remote::USE_DELAYED, false);
+        // A remote free that raced with the state change left its block on the page's list.
+        if (*page).thread_free.load(Ordering::Acquire) & !3 != 0 {
+            unfull(heap, page);
+        }
+    }
+}
+
+/// Moves a page from the full list back to its bin queue.
+unsafe fn unfull(heap: &mut Heap, page: *mut Page) {
+    // SAFETY: the page is ours and on the full list.
+    unsafe {
+        queue_remove(&mut heap.full, page);
+        (*page).is_full = false;
+        remote::set_delayed_state(&*page, remote::NORMAL, false);
+        let bin = (*page).bin as usize;
+        queue_push_back(&mut heap.queues[bin], page);
+        if heap.queues[bin].first == page {
+            set_direct(heap, bin, page);
+        }
+    }
+}
+
+/// Takes a page not in use from the heap's segments (or a new segment) and sets it up for `bin`.
+unsafe fn fresh_page(heap: &mut Heap, bin: usize) -> *mut Page {
+    let class = size_class::class_size(bin);
+    let kind = if class <= SMALL_MAX {
+        Kind::Small
+    } else {
+        Kind::Medium
+    };
+    let k = kind_index(kind);
+    let mut seg = heap.segments[k].head;
+    let mut index = if seg.is_null() {
+        None
+    } else {
+        // SAFETY: segments on our lists are active and owned by this heap.
+        unsafe { Segment::find_free_page(seg) }
+    };
+    if index.is_none() {
+        seg = Segment::create(heap, kind);
+        if seg.is_null() {
+            return ptr::null_mut();
+        }
+        // SAFETY: the new segment is ours and on no list.
+        unsafe {
+            seglist_push_front(&mut heap.segments[k], seg);
+            index = Segment::find_free_page(seg);
+        }
+    }
+    let Some(index) = index else {
+        return ptr::null_mut();
+    };
+    // SAFETY: `seg` is ours and page `index` is not in use.
+    unsafe {
+        let (start, bytes, zeroed) = Segment::take_page(seg, index);
+        let page = Segment::page(seg, index);
+        (*page).init(heap, bin as u8, class, start, bytes, zeroed);
+        if Segment::find_free_page(seg).is_none() {
+            // Keep segments with free pages at the head of the list.
+            seglist_remove(&mut heap.segments[k], seg);
+            seglist_push_back(&mut heap.segments[k], seg);
+        }
+        queue_push_front(&mut heap.queues[bin], page);
+        set_direct(heap, bin, page);
+        page
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Frees by the owner that need more than a list push.
+
+/// Called by the fast free path when a page became empty or was on the full list.
+///
+/// # Safety
+/// `page` must be in use and owned by `heap`, the calling thread's heap.
+#[cold]
+#[inline(never)]
+pub unsafe fn local_free_slow(heap: *mut Heap, page: *mut Page) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        let heap = &mut *heap;
+        if (*page).is_full {
+            unfull(heap, page);
+        }
+        if (*page).used == 0 {
+            page_became_empty(heap, page, false);
+        }
+    }
+}
+
+/// Frees a block of one of this heap's pages (from the delayed list or during abandonment).
+unsafe fn free_owned_block(heap: &mut Heap, block: *mut Block) {
+    // SAFETY: the block is a live block of a page this heap owns.
+    unsafe {
+        let seg = Segment::of(block.cast());
+        let page = Segment::page_of(seg, block.cast());
+        (*block).next = (*page).local_free;
+        (*page).local_free = block;
+        (*page).used -= 1;
+        local_free_slow(heap, page);
+    }
+}
+
+/// Returns an empty page to its segment, unless it is its bin's only page (kept to avoid
+/// churning a page for a program that allocates and frees one block in a loop) and `force` is
+/// not set.
+unsafe fn page_became_empty(heap: &mut Heap, page: *mut Page, force: bool) {
+    // SAFETY: the page is ours, in use, on its bin queue, with no live block.
+    unsafe {
+        let bin = (*page).bin as usize;
+        let q = heap.queues[bin];
+        if !force && q.first == page && q.last == page {
+            return;
+        }
+        remove_from_bin(heap, page);
+        // Page metadata lives in its segment's header, so masking finds the segment.
+        release_page(heap, Segment::of(page.cast()), page);
+    }
+}
+
+unsafe fn release_page(heap: &mut Heap, seg: *mut Segment, page: *mut Page) {
+    // SAFETY: the page is ours, off every queue, with no live block.
+    unsafe {
+        let k = kind_index((*seg).kind);
+        let index = page_index(seg, page);
+        if Segment::free_page(seg, index) {
+            seglist_remove(&mut heap.segments[k], seg);
+            Segment::release(seg);
+        } else if heap.segments[k].head != seg {
+            seglist_remove(&mut heap.segments[k], seg);
+            seglist_push_front(&mut heap.segments[k], seg);
+        }
+    }
+}
+
+/// Frees the blocks other threads handed over for this heap's full pages.
+unsafe fn process_delayed(heap: &mut Heap) {
+    let mut block = remote::take_delayed(heap);
+    while !block.is_null() {
+        // SAFETY: blocks on the delayed list are live blocks of this heap's pages.
+        unsafe {
+            let next = (*block).next;
+            free_owned_block(heap, block);
+            block = next;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Abandon and reclaim.
+
+/// Takes one abandoned segment into this heap. Returns false when there was none.
+unsafe fn reclaim_one(heap: &mut Heap) -> bool {
+    let seg = Segment::take_abandoned();
+    if seg.is_null() {
+        return false;
+    }
+    // SAFETY: the segment came off the abandoned list, so nobody else owns it.
+    unsafe {
+        (*seg).owner.store(heap, Ordering::Release);
+        let k = kind_index((*seg).kind);
+        seglist_push_front(&mut heap.segments[k], seg);
+        for i in 0..(*seg).page_count as usize {
+            let page = Segment::page(seg, i);
+            if !(*page).in_use() {
+                continue;
+            }
+            (*page).heap.store(heap, Ordering::Release);
+            remote::set_delayed_state(&*page, remote::NORMAL, true);
+            (*page).is_full = false;
+            (*page).next = ptr::null_mut();
+            (*page).prev = ptr::null_mut();
+            (*page).collect();
+            if (*page).used == 0 {
+                if Segment::free_page(seg, i) {
+                    seglist_remove(&mut heap.segments[k], seg);
+                    Segment::release(seg);
+                    return true;
+                }
+                continue;
+            }
+            let bin = (*page).bin as usize;
+            if (*page).free.is_null() {
+                (*page).is_full = true;
+                queue_push_back(&mut heap.full, page);
+                remote::set_delayed_state(&*page, remote::USE_DELAYED, false);
+            } else {
+                queue_push_back(&mut heap.queues[bin], page);
+                if heap.queues[bin].first == page {
+                    set_direct(heap, bin, page);
+                }
+            }
+        }
+        if Segment::find_free_page(seg).is_none() {
+            seglist_remove(&mut heap.segments[k], seg);
+            seglist_push_back(&mut heap.segments[k], seg);
+        }
+    }
+    true
+}
+
+/// Calls `f` on every page of the heap (bin queues and full list). `f` may unlink the page.
+unsafe fn for_each_page(heap: &mut Heap, mut f: impl FnMut(&mut Heap, *mut Page)) {
+    for bin in 0..BIN_COUNT {
+        let mut page = heap.queues[bin].first;
+        while !page.is_null() {
+            // SAFETY: pages on our queues are valid; `next` is read before `f` can unlink.
+            let next = unsafe { (*page).next };
+            f(heap, page);
+            page = next;
+        }
+    }
+    let mut page = heap.full.first;
+    while !page.is_null() {
+        // SAFETY: as above.
+        let next = unsafe { (*page).next };
+        f(heap, page);
+        page = next;
+    }
+}
+
+/// Frees what can be freed and hands the rest to the abandoned list. The heap is empty after.
+unsafe fn abandon(heap: &mut Heap) {
+    // SAFETY: the heap is the calling thread's and about to die; every page listed is ours.
+    unsafe {
+        // No remote free may notify this heap from now on.
+        for_each_page(heap, |_, page| {
+            remote::set_delayed_state(&*page, remote::NEVER_DELAYED, true)
+        });
+        process_delayed(heap);
+        for_each_page(heap, |heap, page| {
+            (*page).collect();
+            if (*page).used == 0 {
+                page_became_empty(heap, page, true);
+            }
+        });
+        for k in 0..2 {
+            let mut seg = heap.segments[k].head;
+            while !seg.is_null() {
+                let next = (*seg).next;
+                for i in 0..(*seg).page_count as usize {
+                    let page = Segment::page(seg, i);
+                    if (*page).in_use() {
+                        (*page).heap.store(ptr::null_mut(), Ordering::Release);
+                        (*page).is_full = false;
+                    }
+                }
+                (*seg).next = ptr::null_mut();
+                (*seg).prev = ptr::null_mut();
+                (*seg).owner.store(ptr::null_mut(), Ordering::Release);
+                Segment::abandon(seg);
+                seg = next;
+            }
+            heap.segments[k] = SegmentList::EMPTY;
+        }
+        heap.queues = [PageQueue::EMPTY; BIN_COUNT];
+        heap.full = PageQueue::EMPTY;
+        heap.direct = [empty_page_ptr(); DIRECT_SLOTS];
+    }
+}
+
+/// Frees every empty page of this heap now, reclaims abandoned segments, and (with `force`)
+/// lets the purger's work happen at once. Behind `larder::collect`.
+pub fn collect(force: bool) {
+    let heap = current();
+    // SAFETY: the current heap is the calling thread's own.
+    unsafe {
+        if (*heap).is_real {
+            let heap = &mut *heap;
+            process_delayed(heap);
+            while force && reclaim_one(heap) {}
+            for_each_page(heap, |heap, page| {
+                (*page).collect();
+                if (*page).is_full && !(*page).free.is_null() {
+                    unfull(heap, page);
+                }
+                if (*page).used == 0 {
+                    page_became_empty(heap, page, force);
+                }
+            });
+            slow_path_tail(heap);
+        }
+    }
+    let cutoff = if force {
+        u64::MAX
+    } else {
+        os::now_ms().saturating_sub(purge::PURGE_DELAY_MS)
+    };
+    purge::purge_expired(cutoff, force);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Heap life cycle: the pool of heap structs, the thread-exit key, fork handlers.
+
+struct HeapList {
+    live: *mut Heap,
+    live_count: usize,
+    free: *mut Heap,
+}
+// SAFETY: only touched under its lock.
+unsafe impl Send for HeapList {}
+static HEAPS: Lock<HeapList> = Lock::new(HeapList {
+    live: ptr::null_mut(),
+    live_count: 0,
+    free: ptr::null_mut(),
+});
+
+const INIT_NONE: u8 = 0;
+const INIT_RUNNING: u8 = 1;
+const INIT_DONE: u8 = 2;
+static GLOBAL_INIT: AtomicU8 = AtomicU8::new(INIT_NONE);
+static mut THREAD_KEY: libc::pthread_key_t = 0;
+
+fn global_init() -> bool {
+    loop {
+        match GLOBAL_INIT.compare_exchange(
+            INIT_NONE,
+            INIT_RUNNING,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => break,
+            Err(INIT_DONE) => return true,
+            Err(_) => core::hint::spin_loop(),
+        }
+    }
+    if !crate::segment_map::ensure() {
+        GLOBAL_INIT.store(INIT_NONE, Ordering::Release);
+        return false;
+    }
+    // SAFETY: THREAD_KEY is written once here, before INIT_DONE publishes it; pthread_key_create
+    // does not allocate.
+    unsafe {
+        libc::pthread_key_create(&raw mut THREAD_KEY, Some(on_thread_exit));
+    }
+    GLOBAL_INIT.store(INIT_DONE, Ordering::Release);
+    // Registered after INIT_DONE: pthread_atfork may allocate, which re-enters larder.
+    // SAFETY: the handlers are plain functions that only take and release larder's locks.
+    unsafe {
+        libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
+    }
+    true
+}
+
+/// Gives the calling thread its own heap. Returns null if no memory can be had.
+#[cold]
+fn init_thread_heap() -> *mut Heap {
+    if !global_init() {
+        return ptr::null_mut();
+    }
+    let heap = take_heap_struct();
+    if heap.is_null() {
+        return ptr::null_mut();
+    }
+    CURRENT.with(|h| h.set(heap));
+    // SAFETY: THREAD_KEY was created by `global_init`; setting a low-numbered key does not
+    // allocate.
+    unsafe {
+        libc::pthread_setspecific(THREAD_KEY, heap.cast());
+    }
+    heap
+}
+
+/// A fresh heap struct, registered as live.
+fn take_heap_struct() -> *mut Heap {
+    let mut heaps = HEAPS.lock();
+    if heaps.free.is_null() {
+        // Carve a new chunk of heap structs.
+        let chunk = 64 * 1024;
+        let Some(mem) = os::map_aligned(chunk, os::page_size()) else {
+            return ptr::null_mut();
+        };
+        stats::add_reserved(chunk as isize);
+        stats::add_committed(chunk as isize);
+        let count = chunk / core::mem::size_of::<Heap>();
+        for i in 0..count {
+            // SAFETY: the chunk holds `count` heap structs, correctly aligned (page-aligned base,
+            // struct size a multiple of its alignment).
+            unsafe {
+                let h = mem.as_ptr().cast::<Heap>().add(i);
+                ptr::write(h, Heap::new(true));
+                (*h).next_heap = heaps.free;
+                heaps.free = h;
+            }
+        }
+    }
+    let heap = heaps.free;
+    // SAFETY: heaps on the free list are valid structs nobody uses.
+    unsafe {
+        heaps.free = (*heap).next_heap;
+        ptr::write(heap, Heap::new(true));
+        (*heap).next_heap = heaps.live;
+        if !heaps.live.is_null() {
+            (*heaps.live).prev_heap = heap;
+        }
+    }
+    heaps.live = heap;
+    heaps.live_count += 1;
+    heap
+}
+
+extern "C" fn on_thread_exit(value: *mut libc::c_void) {
+    let heap = value.cast::<Heap>();
+    if heap.is_null() {
+        return;
+    }
+    // Later destructors of this thread may still allocate: they get a new heap (and this key
+    // is set again, so that heap is abandoned in a later destructor round).
+    CURRENT.with(|h| h.set(&EMPTY_HEAP.0 as *const Heap as *mut Heap));
+    // SAFETY: the key's value is this thread's heap, no longer reachable through CURRENT.
+    unsafe {
+        abandon(&mut *heap);
+        let mut heaps = HEAPS.lock();
+        (*heap).counters.retire();
+        let (prev, next) = ((*heap).prev_heap, (*heap).next_heap);
+        if prev.is_null() {
+            heaps.live = next;
+        } else {
+            (*prev).next_heap = next;
+        }
+        if !next.is_null() {
+            (*next).prev_heap = prev;
+        }
+        heaps.live_count -= 1;
+        (*heap).is_real = false;
+        (*heap).next_heap = heaps.free;
+        heaps.free = heap;
+    }
+}
+
+/// Sums the counters of every heap, live or exited.
+pub fn totals() -> (stats::Totals, usize) {
+    let mut sum = stats::Totals::default();
+    let heaps = HEAPS.lock();
+    let mut h = heaps.live;
+    while !h.is_null() {
+        // SAFETY: live heaps stay valid while the HEAPS lock is held.
+        unsafe {
+            (*h).counters.add_to(&mut sum);
+            h = (*h).next_heap;
+        }
+    }
+    stats::RETIRED.add_to(&mut sum);
+    (sum, heaps.live_count)
+}
+
+extern "C" fn fork_prepare() {
+    HEAPS.lock_for_fork();
+    crate::segment::lock_all_for_fork();
+    crate::cache::lock_for_fork();
+}
+
+extern "C" fn fork_parent() {
+    // SAFETY: this thread took these locks in `fork_prepare`.
+    unsafe {
+        crate::cache::unlock_after_fork();
+        crate::segment::unlock_all_after_fork();
+        HEAPS.unlock_after_fork();
+    }
+}
+
+extern "C" fn fork_child() {
+    // SAFETY: the child's only thread is the copy of the one that took the locks.
+    unsafe {
+        crate::cache::unlock_after_fork();
+        crate::segment::unlock_all_after_fork();
+        HEAPS.unlock_after_fork();
+    }
+    purge::after_fork_in_child();
+}

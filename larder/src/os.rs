@@ -1,0 +1,242 @@
+//! The OS layer: the only module that calls mmap, munmap, madvise, futex, clock and write.
+//!
+//! Contract for callers:
+//! - sizes and addresses passed to `map_aligned`, `unmap`, `purge` are multiples of the OS page
+//!   size (`page_size()`, read at run time: 4, 16 and 64 KiB pages exist);
+//! - failures come back as `None` / `false`, never as a panic, and nothing here allocates;
+//! - fresh mappings and purged ranges read as zero.
+
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
+
+/// The OS page size, read once with `sysconf` and cached.
+#[inline]
+pub fn page_size() -> usize {
+    let cached = PAGE_SIZE.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    // SAFETY: sysconf has no preconditions and does not allocate.
+    let queried = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let size = if queried > 0 && (queried as usize).is_power_of_two() {
+        queried as usize
+    } else {
+        4096
+    };
+    PAGE_SIZE.store(size, Ordering::Relaxed);
+    size
+}
+
+/// Rounds `n` up to a multiple of `align` (a power of two), or `None` on overflow.
+#[inline]
+pub const fn align_up(n: usize, align: usize) -> Option<usize> {
+    match n.checked_add(align - 1) {
+        Some(v) => Some(v & !(align - 1)),
+        None => None,
+    }
+}
+
+/// Reserves and commits `size` bytes of zeroed read-write memory whose start is a multiple of
+/// `align` (a power of two at least the page size). Returns `None` when the OS refuses.
+pub fn map_aligned(size: usize, align: usize) -> Option<NonNull<u8>> {
+    let over = size.checked_add(align)?;
+    let raw = map(over)?;
+    let start = raw.as_ptr() as usize;
+    let aligned = align_up(start, align)?;
+    let head = aligned - start;
+    let tail = over - head - size;
+    if head > 0 {
+        unmap(raw.as_ptr(), head);
+    }
+    if tail > 0 {
+        unmap((aligned + size) as *mut u8, tail);
+    }
+    NonNull::new(aligned as *mut u8)
+}
+
+fn map(size: usize) -> Option<NonNull<u8>> {
+    // SAFETY: an anonymous private mapping at an address of the kernel's choosing touches no
+    // existing memory; the result is checked for MAP_FAILED.
+    let p = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        None
+    } else {
+        NonNull::new(p.cast())
+    }
+}
+
+/// Gives a range back to the OS entirely.
+pub fn unmap(addr: *mut u8, size: usize) {
+    // SAFETY: callers pass a page-aligned range that larder mapped and no longer uses; munmap of
+    // such a range cannot affect memory outside it.
+    unsafe {
+        libc::munmap(addr.cast(), size);
+    }
+}
+
+/// Releases the physical memory behind a range while keeping it mapped: the next touch reads
+/// zeros. RSS falls at once (MADV_DONTNEED, not MADV_FREE, whose effect waits for memory
+/// pressure and so would hide from users watching RSS).
+pub fn purge(addr: *mut u8, size: usize) -> bool {
+    if size == 0 {
+        return true;
+    }
+    // SAFETY: callers pass a page-aligned range inside a mapping larder owns and whose contents
+    // it no longer needs.
+    unsafe { libc::madvise(addr.cast(), size, libc::MADV_DONTNEED) == 0 }
+}
+
+/// Extends the mapping `[addr, addr + old_size)` to `new_size` bytes without moving it; false
+/// when the address space after it is taken.
+pub fn grow_in_place(addr: *mut u8, old_size: usize, new_size: usize) -> bool {
+    // SAFETY: without MREMAP_MAYMOVE the kernel either extends the mapping in place into free
+    // address space or fails; the existing contents are untouched either way.
+    let p = unsafe { libc::mremap(addr.cast(), old_size, new_size, 0) };
+    p == addr.cast()
+}
+
+/// Milliseconds on a monotonic clock (for purge delays).
+pub fn now_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1000 + (ts.tv_nsec as u64) / 1_000_000
+}
+
+/// Sleeps until `word` may have changed from `expected`, or `timeout_ms` passes.
+pub fn futex_wait(word: &AtomicU32, expected: u32, timeout_ms: Option<u64>) {
+    let ts;
+    let ts_ptr = match timeout_ms {
+        Some(ms) => {
+            ts = libc::timespec {
+                tv_sec: (ms / 1000) as libc::time_t,
+                tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
+            };
+            &ts as *const libc::timespec
+        }
+        None => ptr::null(),
+    };
+    // SAFETY: FUTEX_WAIT reads the aligned u32 behind `word`, which lives as long as the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            ts_ptr,
+        );
+    }
+}
+
+/// Wakes up to `count` threads waiting on `word`.
+pub fn futex_wake(word: &AtomicU32, count: i32) {
+    // SAFETY: FUTEX_WAKE only uses the address of `word` as a key.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            count,
+        );
+    }
+}
+
+/// Writes bytes to a file descriptor with raw write(2), retrying short writes. Never allocates.
+pub fn write_fd(fd: i32, mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        // SAFETY: the buffer is valid for `bytes.len()` bytes.
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        if n <= 0 {
+            return;
+        }
+        bytes = &bytes[n as usize..];
+    }
+}
+
+/// Resident set size of this process in bytes (from /proc/self/statm), or 0 if unknown.
+pub fn resident_bytes() -> usize {
+    let mut buf = [0u8; 128];
+    // SAFETY: the path is a NUL-terminated literal; the buffer is valid for its length; the
+    // descriptor is closed before returning.
+    let n = unsafe {
+        let fd = libc::open(
+            c"/proc/self/statm".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return 0;
+        }
+        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        libc::close(fd);
+        n
+    };
+    if n <= 0 {
+        return 0;
+    }
+    // statm: "size resident shared ..." in pages; the second field is RSS.
+    let mut fields = buf[..n as usize].split(|&b| b == b' ');
+    fields.next();
+    let resident = fields.next().map(parse_decimal).unwrap_or(0);
+    resident * page_size()
+}
+
+fn parse_decimal(digits: &[u8]) -> usize {
+    digits
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .fold(0usize, |acc, &b| {
+            acc.wrapping_mul(10).wrapping_add((b - b'0') as usize)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_size_is_a_power_of_two() {
+        assert!(page_size().is_power_of_two());
+        assert!(page_size() >= 4096);
+    }
+
+    #[test]
+    fn aligned_mapping_is_aligned_zeroed_and_purgeable() {
+        let align = 4 << 20;
+        let size = 2 * page_size();
+        let p = map_aligned(size, align).expect("mmap");
+        assert_eq!(p.as_ptr() as usize % align, 0);
+        // SAFETY: the mapping is `size` bytes, readable and writable.
+        unsafe {
+            assert_eq!(*p.as_ptr(), 0);
+            p.as_ptr().write_bytes(0xAB, size);
+            assert!(purge(p.as_ptr(), size));
+            assert_eq!(*p.as_ptr().add(size - 1), 0);
+        }
+        unmap(p.as_ptr(), size);
+    }
+
+    #[test]
+    fn impossible_mapping_fails_without_panic() {
+        assert!(map_aligned(usize::MAX - (8 << 20), 4 << 20).is_none());
+        assert!(map_aligned(1 << 62, 4 << 20).is_none());
+    }
+
+    #[test]
+    fn rss_is_readable() {
+        assert!(resident_bytes() > 0);
+    }
+}

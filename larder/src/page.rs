@@ -1,0 +1,221 @@
+//! One page: a run of blocks of one size and the three free lists sharded on it.
+//!
+//! - `free`: blocks the owning thread allocates from (the fast path pops it);
+//! - `local_free`: blocks the owning thread freed (the fast path pushes it);
+//! - `thread_free`: blocks other threads freed, an atomic list (see `remote.rs`).
+//!
+//! Invariant, for a page in use:
+//! `used == capacity - |free| - |local_free|`, where `used` still counts blocks sitting on
+//! `thread_free` until the owner collects them. The slow path moves `local_free` and
+//! `thread_free` onto `free` in one step (`collect`), and carves more of the page into blocks
+//! a little at a time (`extend`), so that a fresh page costs little.
+
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+use crate::heap::Heap;
+
+/// A free block: its first word links to the next free block.
+#[repr(C)]
+pub struct Block {
+    /// The next free block, or null.
+    pub next: *mut Block,
+}
+
+/// State of a page that is not in use, shared with the purger thread.
+pub mod purge_state {
+    /// The page holds blocks (its lists are live).
+    pub const IN_USE: u8 = 0;
+    /// Free, its memory still resident.
+    pub const FREE_DIRTY: u8 = 1;
+    /// Free, the purger is giving its memory back right now.
+    pub const PURGING: u8 = 2;
+    /// Free and given back: reads as zero.
+    pub const PURGED: u8 = 3;
+}
+
+/// Bytes carved into new blocks per `extend` (the first touch of fresh memory).
+const EXTEND_BYTES: usize = 16 * 1024;
+
+/// Metadata of one page, kept in its segment's header (never inside the page's memory).
+#[repr(C)]
+pub struct Page {
+    /// Blocks to allocate from.
+    pub free: *mut Block,
+    /// Blocks in use, including remote frees not yet collected.
+    pub used: u32,
+    /// The page is in its heap's full list (no free blocks when last looked at).
+    pub is_full: bool,
+    /// Every block on `free` is fresh: zero but for its link word.
+    pub free_is_zero: bool,
+    /// Bin (size class) of the blocks; 0 when the page is not in use.
+    pub bin: u8,
+    /// Memory past `capacity` blocks has not been touched since it was mapped or purged.
+    pub fresh_tail: bool,
+    /// Blocks freed by the owning thread.
+    pub local_free: *mut Block,
+    /// Size of each block in bytes.
+    pub block_size: usize,
+    /// Blocks carved so far.
+    pub capacity: u32,
+    /// Blocks that fit in the page.
+    pub reserved: u32,
+    /// First byte of the first block.
+    pub start: *mut u8,
+    /// Blocks freed by other threads, tagged with the delayed-free state (see `remote.rs`).
+    pub thread_free: AtomicUsize,
+    /// The heap that owns the page (null while its segment is abandoned).
+    pub heap: AtomicPtr<Heap>,
+    /// Links in the heap's bin queue or full list.
+    pub next: *mut Page,
+    /// See `next`.
+    pub prev: *mut Page,
+    /// `purge_state` of a page not in use.
+    pub purge: AtomicU8,
+    /// When the page last became free (ms, monotonic), for the purge delay.
+    pub freed_at: AtomicU64,
+}
+
+impl Page {
+    /// The metadata of a page not in use whose memory is untouched (fresh or purged).
+    pub const fn unused() -> Page {
+        Page {
+            free: ptr::null_mut(),
+            used: 0,
+            is_full: false,
+            free_is_zero: false,
+            bin: 0,
+            fresh_tail: true,
+            local_free: ptr::null_mut(),
+            block_size: 0,
+            capacity: 0,
+            reserved: 0,
+            start: ptr::null_mut(),
+            thread_free: AtomicUsize::new(0),
+            heap: AtomicPtr::new(ptr::null_mut()),
+            next: ptr::null_mut(),
+            prev: ptr::null_mut(),
+            purge: AtomicU8::new(purge_state::PURGED),
+            freed_at: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether the page holds blocks for a heap.
+    #[inline]
+    pub fn in_use(&self) -> bool {
+        self.bin != 0
+    }
+
+    /// Sets the page up for blocks of `block_size` bytes over `[start, start + bytes)` and
+    /// carves the first blocks.
+    ///
+    /// # Safety
+    /// The range must be memory of this page's segment that no live block occupies.
+    pub unsafe fn init(
+        &mut self,
+        heap: *mut Heap,
+        bin: u8,
+        block_size: usize,
+        start: *mut u8,
+        bytes: usize,
+        zeroed: bool,
+    ) {
+        self.free = ptr::null_mut();
+        self.local_free = ptr::null_mut();
+        self.used = 0;
+        self.is_full = false;
+        self.bin = bin;
+        self.block_size = block_size;
+        self.capacity = 0;
+        self.reserved = (bytes / block_size) as u32;
+        self.start = start;
+        self.fresh_tail = zeroed;
+        self.free_is_zero = false;
+        self.thread_free.store(0, Ordering::Relaxed);
+        self.heap.store(heap, Ordering::Relaxed);
+        self.next = ptr::null_mut();
+        self.prev = ptr::null_mut();
+        // SAFETY: forwarded from the caller.
+        unsafe { self.extend() };
+    }
+
+    /// Carves up to `EXTEND_BYTES` more of the page into blocks on `free` (which must be empty).
+    ///
+    /// # Safety
+    /// The page must be in use and owned by the calling thread.
+    pub unsafe fn extend(&mut self) {
+        debug_assert!(self.free.is_null());
+        let remaining = (self.reserved - self.capacity) as usize;
+        if remaining == 0 {
+            return;
+        }
+        let count = (EXTEND_BYTES / self.block_size).clamp(1, remaining);
+        let size = self.block_size;
+        // SAFETY: blocks `capacity .. capacity + count` lie inside the page (count <= remaining)
+        // and no live block occupies them; each is at least 8 bytes and 8-aligned.
+        unsafe {
+            let first = self.start.add(self.capacity as usize * size);
+            let mut block = first;
+            for _ in 1..count {
+                let next = block.add(size);
+                (*block.cast::<Block>()).next = next.cast();
+                block = next;
+            }
+            (*block.cast::<Block>()).next = ptr::null_mut();
+            self.free = first.cast();
+        }
+        self.capacity += count as u32;
+        self.free_is_zero = self.fresh_tail;
+    }
+
+    /// Moves the blocks freed locally and remotely onto `free`, returning how many remote
+    /// frees were collected. Also carves fresh blocks if nothing was free.
+    ///
+    /// # Safety
+    /// The page must be in use and owned by the calling thread.
+    pub unsafe fn collect(&mut self) {
+        // SAFETY: forwarded from the caller.
+        let remote = unsafe { crate::remote::take_thread_free(self) };
+        if !remote.is_null() {
+            // SAFETY: the taken list holds blocks of this page, each freed exactly once.
+            let (tail, count) = unsafe { list_tail_and_len(remote) };
+            // SAFETY: `tail` is a block of the taken list.
+            unsafe { (*tail).next = self.local_free };
+            self.local_free = remote;
+            self.used -= count;
+        }
+        if !self.local_free.is_null() {
+            if self.free.is_null() {
+                self.free = self.local_free;
+            } else {
+                // SAFETY: `free` is a valid list owned by this thread.
+                let (tail, _) = unsafe { list_tail_and_len(self.free) };
+                // SAFETY: `tail` is the last block of `free`.
+                unsafe { (*tail).next = self.local_free };
+            }
+            self.local_free = ptr::null_mut();
+            self.free_is_zero = false;
+        }
+        if self.free.is_null() {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.extend() };
+        }
+    }
+}
+
+/// The last block of a non-empty list and the list's length.
+///
+/// # Safety
+/// `head` must start a valid, null-terminated list of blocks.
+unsafe fn list_tail_and_len(head: *mut Block) -> (*mut Block, u32) {
+    let mut tail = head;
+    let mut count = 1;
+    // SAFETY: every link of a valid list is a block or null.
+    unsafe {
+        while !(*tail).next.is_null() {
+            tail = (*tail).next;
+            count += 1;
+        }
+    }
+    (tail, count)
+}

@@ -1,0 +1,162 @@
+//! Giving memory back to the OS after a delay, from a background thread.
+//!
+//! Free pages and cached spans stay resident for `PURGE_DELAY_MS` after they empty, so a program
+//! that frees and reallocates reuses warm memory; after the delay the purger thread purges them
+//! (MADV_DONTNEED), so RSS falls within a fraction of a second even when the program then sits
+//! idle and never calls the allocator again (mimalloc and jemalloc purge only from inside
+//! allocator calls).
+//!
+//! The purger starts on first need (once enough memory is dirty), sleeps on a futex while there
+//! is nothing to purge, and never touches a page without winning the page's `purge` state
+//! (`page::purge_state`), so an owner can take a free page at any time.
+
+use core::sync::atomic::{AtomicIsize, AtomicU32, AtomicU8, Ordering};
+
+use crate::page::purge_state;
+use crate::segment::{Segment, REGISTRY};
+use crate::{cache, os, stats};
+
+/// How long free memory stays resident before the purger gives it back.
+pub const PURGE_DELAY_MS: u64 = 200;
+/// How often the purger looks while something is dirty.
+const TICK_MS: u64 = 100;
+/// Dirty bytes that justify starting the purger thread.
+const START_THRESHOLD: isize = 1 << 20;
+
+static DIRTY_BYTES: AtomicIsize = AtomicIsize::new(0);
+
+const NOT_STARTED: u8 = 0;
+const STARTING: u8 = 1;
+const RUNNING: u8 = 2;
+const FAILED: u8 = 3;
+static PURGER: AtomicU8 = AtomicU8::new(NOT_STARTED);
+/// Futex word the purger sleeps on while nothing is dirty (1 = asleep).
+static ASLEEP: AtomicU32 = AtomicU32::new(0);
+
+/// Free bytes that are still resident (free pages, dirty cached spans).
+pub fn dirty_bytes() -> usize {
+    DIRTY_BYTES.load(Ordering::Relaxed).max(0) as usize
+}
+
+/// Records `bytes` of newly free, resident memory.
+pub fn add_dirty(bytes: usize) {
+    DIRTY_BYTES.fetch_add(bytes as isize, Ordering::Relaxed);
+    if ASLEEP.load(Ordering::Relaxed) == 1 {
+        ASLEEP.store(0, Ordering::Relaxed);
+        os::futex_wake(&ASLEEP, 1);
+    }
+}
+
+/// Records that `bytes` of free memory were purged or taken back into use.
+pub fn remove_dirty(bytes: usize) {
+    DIRTY_BYTES.fetch_sub(bytes as isize, Ordering::Relaxed);
+}
+
+/// Starts the purger thread if enough memory waits for it. Called at the end of the allocation
+/// slow path, where the heap is consistent, because `pthread_create` may call `malloc`.
+#[inline]
+pub fn maybe_start() {
+    if PURGER.load(Ordering::Relaxed) == NOT_STARTED
+        && DIRTY_BYTES.load(Ordering::Relaxed) >= START_THRESHOLD
+    {
+        start();
+    }
+}
+
+#[cold]
+fn start() {
+    if PURGER
+        .compare_exchange(NOT_STARTED, STARTING, Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    // SAFETY: all pointers passed are to valid local variables; the new thread runs
+    // `purger_main`, which touches only larder's global state. Blocking every signal around the
+    // creation makes the thread inherit a full mask, so it never runs a program's handlers.
+    let ok = unsafe {
+        let mut all: libc::sigset_t = core::mem::zeroed();
+        let mut old: libc::sigset_t = core::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
+        libc::pthread_attr_init(&mut attr);
+        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
+        libc::pthread_attr_setstacksize(&mut attr, 256 * 1024);
+        let mut thread: libc::pthread_t = 0;
+        let rc = libc::pthread_create(&mut thread, &attr, purger_main, core::ptr::null_mut());
+        libc::pthread_attr_destroy(&mut attr);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut());
+        rc == 0
+    };
+    PURGER.store(if ok { RUNNING } else { FAILED }, Ordering::Release);
+}
+
+extern "C" fn purger_main(_: *mut libc::c_void) -> *mut libc::c_void {
+    loop {
+        if DIRTY_BYTES.load(Ordering::Relaxed) <= 0 {
+            ASLEEP.store(1, Ordering::Relaxed);
+            // Re-check after announcing sleep, so a concurrent `add_dirty` cannot be missed.
+            if DIRTY_BYTES.load(Ordering::SeqCst) <= 0 {
+                os::futex_wait(&ASLEEP, 1, Some(60_000));
+            }
+            ASLEEP.store(0, Ordering::Relaxed);
+        }
+        let tick = AtomicU32::new(0);
+        os::futex_wait(&tick, 0, Some(TICK_MS));
+        purge_expired(os::now_ms().saturating_sub(PURGE_DELAY_MS), false);
+    }
+}
+
+/// Purges every free page and cached span that became free before `cutoff_ms`; with `force`,
+/// also unmaps every purged cached span. Returns the bytes purged.
+pub fn purge_expired(cutoff_ms: u64, force: bool) -> usize {
+    let mut purged = cache::purge_expired(cutoff_ms, force);
+    let reg = REGISTRY.lock();
+    reg.for_each(|seg| {
+        // SAFETY: registered segments stay mapped and active while the registry lock is held;
+        // their page count and layout do not change while registered.
+        let count = unsafe { (*seg).page_count } as usize;
+        for i in 0..count {
+            // SAFETY: i < page_count.
+            let (page, (start, bytes)) =
+                unsafe { (Segment::page(seg, i), Segment::page_area(seg, i)) };
+            // SAFETY: page metadata is valid; `purge` and `freed_at` are atomics shared with
+            // the owner.
+            let page = unsafe { &*page };
+            if bytes == 0
+                || page.purge.load(Ordering::Relaxed) != purge_state::FREE_DIRTY
+                || page.freed_at.load(Ordering::Relaxed) > cutoff_ms
+            {
+                continue;
+            }
+            if page
+                .purge
+                .compare_exchange(
+                    purge_state::FREE_DIRTY,
+                    purge_state::PURGING,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+            {
+                continue;
+            }
+            os::purge(start, bytes);
+            remove_dirty(bytes);
+            stats::add_committed(-(bytes as isize));
+            purged += bytes;
+            page.purge.store(purge_state::PURGED, Ordering::Release);
+        }
+    });
+    purged
+}
+
+/// Forgets the purger thread in a `fork` child, where it does not exist.
+pub fn after_fork_in_child() {
+    let state = PURGER.load(Ordering::Relaxed);
+    if state == RUNNING || state == STARTING {
+        PURGER.store(NOT_STARTED, Ordering::Relaxed);
+    }
+    ASLEEP.store(0, Ordering::Relaxed);
+}

@@ -1,0 +1,65 @@
+//! The entry points the C library (`larder-c`) forwards to: addresses without layouts, foreign
+//! pointers tolerated. C's own rules (errno, overflow of `count * size`, alignment validation)
+//! live in `larder-c`, not here.
+
+use crate::alloc;
+
+/// Allocates `size` bytes aligned to `align` (a power of two). Null when memory cannot be had.
+///
+/// # Safety
+/// None beyond the usual: the result must be freed with `free` of this module.
+#[inline]
+pub unsafe fn alloc(size: usize, align: usize) -> *mut u8 {
+    alloc::alloc(size, align)
+}
+
+/// Allocates `size` zeroed bytes aligned to `align`.
+///
+/// # Safety
+/// As `alloc`.
+#[inline]
+pub unsafe fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
+    alloc::alloc_zeroed(size, align)
+}
+
+/// Frees a block. Null is a no-op; a pointer larder does not own is reported once on stderr and
+/// left alone.
+///
+/// # Safety
+/// `ptr` must not be a block already freed (larder reports many such frees, not all).
+#[inline]
+pub unsafe fn free(ptr: *mut u8) {
+    // SAFETY: forwarded from the caller.
+    unsafe { alloc::free(ptr) }
+}
+
+/// Resizes a block (null `ptr` allocates). A null result leaves the old block intact.
+///
+/// # Safety
+/// As `free`.
+#[inline]
+pub unsafe fn realloc(ptr: *mut u8, new_size: usize, align: usize) -> *mut u8 {
+    // SAFETY: forwarded from the caller.
+    unsafe { alloc::realloc(ptr, new_size, align) }
+}
+
+/// Whether `ptr` lies in larder's memory.
+#[inline]
+pub fn owns(ptr: *const u8) -> bool {
+    alloc::owns(ptr)
+}
+
+/// The usable size of a live block; 0 for null or foreign pointers.
+///
+/// # Safety
+/// `ptr` must be null, foreign, or a live block (not one already freed).
+#[inline]
+pub unsafe fn usable_size(ptr: *const u8) -> usize {
+    // SAFETY: forwarded from the caller.
+    unsafe { alloc::usable_size(ptr) }
+}
+
+/// Writes a human-readable heap report to `fd` with write(2), without allocating.
+pub fn write_stats(fd: i32) {
+    crate::stats::write_report(fd, &crate::stats());
+}

@@ -1,0 +1,593 @@
+//! Segments: 4 MiB-aligned spans of memory carved into pages, with all page metadata in a header
+//! at the segment's start. Pointer → segment is a mask and segment → page a shift, so `free` and
+//! `usable_size` need no lookup table and small blocks need no header.
+//!
+//! Three kinds:
+//! - small: 64 pages of 64 KiB, for blocks up to 8 KiB;
+//! - medium: 8 pages of 512 KiB, for blocks up to 64 KiB;
+//! - single: one block (large or huge) in a segment sized to it, from the span cache.
+//!
+//! The first page starts after the header, rounded up to the page's largest block size, so that
+//! every page start is aligned to any alignment its blocks can be asked for.
+//!
+//! Small and medium segments belong to one heap (`owner`), or to nobody while abandoned; they
+//! are listed in the global registry, which the purger walks to purge free pages. Single
+//! segments belong to nobody: any thread frees them directly.
+
+use core::mem::size_of;
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+
+use crate::heap::Heap;
+use crate::page::{purge_state, Page};
+use crate::sync::Lock;
+use crate::{cache, os, purge, segment_map, stats};
+
+/// log2 of the segment size and alignment.
+pub const SEGMENT_SHIFT: u32 = 22;
+/// Segment size and alignment: 4 MiB.
+pub const SEGMENT_SIZE: usize = 1 << SEGMENT_SHIFT;
+const SMALL_PAGE_SHIFT: u32 = 16;
+const MEDIUM_PAGE_SHIFT: u32 = 19;
+/// Page shift of a single-block segment: every offset maps to page 0.
+const SINGLE_PAGE_SHIFT: u32 = 63;
+
+/// What a segment holds.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum Kind {
+    /// 64 KiB pages of blocks up to 8 KiB.
+    Small = 0,
+    /// 512 KiB pages of blocks up to 64 KiB.
+    Medium = 1,
+    /// One large or huge block.
+    Single = 2,
+}
+
+/// `Segment::state`: the segment is in use (values other than these mean larder's memory that
+/// holds no segment now, e.g. a cached span).
+pub const STATE_ACTIVE: u8 = 0xA5;
+
+/// The header at the start of every segment. The page metadata array follows it in memory.
+#[repr(C)]
+pub struct Segment {
+    /// `STATE_ACTIVE` while the segment holds pages (checked when freeing foreign pointers).
+    pub state: AtomicU8,
+    /// What the segment holds.
+    pub kind: Kind,
+    /// The segment's memory is only partly mapped past an over-aligned block (map entry
+    /// `ALIGNED_TAIL` for the chunk after the header's).
+    pub aligned_tail: bool,
+    /// log2 of the page size (pointer offset >> page_shift = page index).
+    pub page_shift: u32,
+    /// Number of pages.
+    pub page_count: u32,
+    /// Pages in use.
+    pub used_pages: u32,
+    /// Offset of the first page's first byte from the segment base.
+    pub first_page_offset: usize,
+    /// Bytes mapped at the segment base.
+    pub mapped_size: usize,
+    /// The owning heap; null while abandoned (and always for single segments).
+    pub owner: AtomicPtr<Heap>,
+    /// Links in the owner's list of segments of this kind (segments with free pages first).
+    pub next: *mut Segment,
+    /// See `next`.
+    pub prev: *mut Segment,
+    /// Links in the global registry.
+    reg_next: *mut Segment,
+    reg_prev: *mut Segment,
+    /// Link in the abandoned list.
+    pub abandoned_next: *mut Segment,
+}
+
+/// All small and medium segments, for the purger and for stats. Holding this lock also keeps
+/// every listed segment mapped.
+pub static REGISTRY: Lock<Registry> = Lock::new(Registry {
+    head: ptr::null_mut(),
+    count: 0,
+});
+
+/// Head of the registry list.
+pub struct Registry {
+    head: *mut Segment,
+    /// Registered segments.
+    pub count: usize,
+}
+
+// SAFETY: the registry is only touched under its lock; the segments it lists are shared memory
+// whose fields are either immutable while listed or atomic.
+unsafe impl Send for Registry {}
+
+impl Registry {
+    /// Calls `f` on every registered segment.
+    pub fn for_each(&self, mut f: impl FnMut(*mut Segment)) {
+        let mut seg = self.head;
+        while !seg.is_null() {
+            f(seg);
+            // SAFETY: listed segments stay mapped while the registry lock is held.
+            seg = unsafe { (*seg).reg_next };
+        }
+    }
+}
+
+impl Segment {
+    /// The segment containing `ptr` by masking (valid for pointers into small/medium pages and
+    /// to the start of single blocks with alignment up to half a segment).
+    #[inline]
+    pub fn of(ptr: *const u8) -> *mut Segment {
+        (ptr as usize & !(SEGMENT_SIZE - 1)) as *mut Segment
+    }
+
+    /// The metadata of page `index`.
+    ///
+    /// # Safety
+    /// `seg` must be an active segment and `index < page_count`.
+    #[inline]
+    pub unsafe fn page(seg: *mut Segment, index: usize) -> *mut Page {
+        // SAFETY: the page array follows the header inside the segment's first page.
+        unsafe {
+            seg.cast::<u8>()
+                .add(size_of::<Segment>())
+                .cast::<Page>()
+                .add(index)
+        }
+    }
+
+    /// The page holding `ptr`.
+    ///
+    /// # Safety
+    /// `seg` must be the active segment containing `ptr`.
+    #[inline]
+    pub unsafe fn page_of(seg: *mut Segment, ptr: *const u8) -> *mut Page {
+        // SAFETY: caller guarantees `seg` is active; the shift maps offsets into page_count.
+        unsafe {
+            let index = (ptr as usize - seg as usize) >> (*seg).page_shift;
+            Segment::page(seg, index)
+        }
+    }
+
+    fn header_bytes(page_count: usize) -> usize {
+        size_of::<Segment>() + page_count * size_of::<Page>()
+    }
+
+    /// The byte range of page `index`: `(start, length)`.
+    ///
+    /// # Safety
+    /// `seg` must be an active small or medium segment and `index < page_count`.
+    pub unsafe fn page_area(seg: *mut Segment, index: usize) -> (*mut u8, usize) {
+        // SAFETY: the header is readable for an active segment.
+        let (shift, first) = unsafe { ((*seg).page_shift, (*seg).first_page_offset) };
+        let begin = (index << shift).max(first);
+        let end = (index + 1) << shift;
+        // SAFETY: [begin, end) lies inside the segment's mapping.
+        (
+            unsafe { seg.cast::<u8>().add(begin) },
+            end.saturating_sub(begin),
+        )
+    }
+
+    /// A new small or medium segment owned by `heap`, or null when the OS refuses memory.
+    pub fn create(heap: *mut Heap, kind: Kind) -> *mut Segment {
+        let (shift, page_align) = match kind {
+            Kind::Small => (SMALL_PAGE_SHIFT, crate::size_class::SMALL_MAX),
+            _ => (MEDIUM_PAGE_SHIFT, crate::size_class::MEDIUM_MAX),
+        };
+        let page_count = SEGMENT_SIZE >> shift;
+        let first = os::align_up(
+            Segment::header_bytes(page_count),
+            page_align.max(os::page_size()),
+        )
+        .unwrap_or(SEGMENT_SIZE);
+        let Some((base, mapped, zeroed)) = obtain_span(SEGMENT_SIZE, SEGMENT_SIZE) else {
+            return ptr::null_mut();
+        };
+        if zeroed {
+            // Dirty spans from the cache are already counted whole.
+            stats::add_committed(first as isize);
+        }
+        let seg = base as *mut Segment;
+        let now = os::now_ms();
+        // SAFETY: the span is SEGMENT_SIZE bytes of mapped memory that nothing else uses; the
+        // header and page array fit in `first` bytes.
+        unsafe {
+            ptr::write(
+                seg,
+                Segment {
+                    state: AtomicU8::new(STATE_ACTIVE),
+                    kind,
+                    aligned_tail: false,
+                    page_shift: shift,
+                    page_count: page_count as u32,
+                    used_pages: 0,
+                    first_page_offset: first,
+                    mapped_size: mapped,
+                    owner: AtomicPtr::new(heap),
+                    next: ptr::null_mut(),
+                    prev: ptr::null_mut(),
+                    reg_next: ptr::null_mut(),
+                    reg_prev: ptr::null_mut(),
+                    abandoned_next: ptr::null_mut(),
+                },
+            );
+            for i in 0..page_count {
+                let page = Segment::page(seg, i);
+                ptr::write(page, Page::unused());
+                if !zeroed {
+                    let (_, bytes) = Segment::page_area(seg, i);
+                    (*page)
+                        .purge
+                        .store(purge_state::FREE_DIRTY, Ordering::Relaxed);
+                    (*page).freed_at.store(now, Ordering::Relaxed);
+                    purge::add_dirty(bytes);
+                }
+            }
+        }
+        let mut reg = REGISTRY.lock();
+        // SAFETY: the registry lock is held; `seg` is initialised and not yet listed.
+        unsafe {
+            (*seg).reg_next = reg.head;
+            if !reg.head.is_null() {
+                (*reg.head).reg_prev = seg;
+            }
+        }
+        reg.head = seg;
+        reg.count += 1;
+        seg
+    }
+
+    /// Index of a page not in use, if any.
+    ///
+    /// # Safety
+    /// `seg` must be an active small or medium segment owned by the caller.
+    pub unsafe fn find_free_page(seg: *mut Segment) -> Option<usize> {
+        // SAFETY: caller guarantees the segment is active.
+        let count = unsafe { (*seg).page_count } as usize;
+        (0..count).find(|&i| {
+            // SAFETY: i < page_count.
+            let (page, (_, bytes)) = unsafe { (Segment::page(seg, i), Segment::page_area(seg, i)) };
+            // SAFETY: the page metadata is valid.
+            bytes > 0 && !unsafe { (*page).in_use() }
+        })
+    }
+
+    /// Takes page `index` for use, waiting for the purger if it is purging it right now.
+    /// Returns the page's area and whether its memory reads as zero.
+    ///
+    /// # Safety
+    /// `seg` must be an active small or medium segment owned by the caller; the page not in use.
+    pub unsafe fn take_page(seg: *mut Segment, index: usize) -> (*mut u8, usize, bool) {
+        // SAFETY: forwarded from the caller.
+        let (page, (start, bytes)) =
+            unsafe { (Segment::page(seg, index), Segment::page_area(seg, index)) };
+        // SAFETY: the page metadata is valid; `purge` is shared with the purger.
+        let purge = unsafe { &(*page).purge };
+        let zeroed = loop {
+            match purge.load(Ordering::Acquire) {
+                purge_state::PURGED => {
+                    purge.store(purge_state::IN_USE, Ordering::Relaxed);
+                    break true;
+                }
+                purge_state::FREE_DIRTY => {
+                    if purge
+                        .compare_exchange(
+                            purge_state::FREE_DIRTY,
+                            purge_state::IN_USE,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        )
+                        .is_ok()
+                    {
+                        purge::remove_dirty(bytes);
+                        break false;
+                    }
+                }
+                // PURGING: the purger finishes in microseconds.
+                _ => {
+                    // SAFETY: sched_yield has no preconditions.
+                    unsafe { libc::sched_yield() };
+                }
+            }
+        };
+        // SAFETY: the owner updates its own counter.
+        unsafe { (*seg).used_pages += 1 };
+        if zeroed {
+            stats::add_committed(bytes as isize);
+        }
+        (start, bytes, zeroed)
+    }
+
+    /// Returns page `index` to the segment; its memory stays resident until the purger's delay
+    /// passes. Returns true when the segment has no page in use left.
+    ///
+    /// # Safety
+    /// `seg` must be an active small or medium segment owned by the caller; the page in use and
+    /// holding no live block.
+    pub unsafe fn free_page(seg: *mut Segment, index: usize) -> bool {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            let page = Segment::page(seg, index);
+            let (_, bytes) = Segment::page_area(seg, index);
+            (*page).bin = 0;
+            (*page).free = ptr::null_mut();
+            (*page).local_free = ptr::null_mut();
+            (*page).is_full = false;
+            (*page).heap.store(ptr::null_mut(), Ordering::Relaxed);
+            (*page).thread_free.store(0, Ordering::Relaxed);
+            (*page).freed_at.store(os::now_ms(), Ordering::Relaxed);
+            (*page)
+                .purge
+                .store(purge_state::FREE_DIRTY, Ordering::Release);
+            purge::add_dirty(bytes);
+            (*seg).used_pages -= 1;
+            (*seg).used_pages == 0
+        }
+    }
+
+    /// Gives an empty small or medium segment to the span cache (or back to the OS).
+    ///
+    /// # Safety
+    /// `seg` must be active, unlisted from any heap, and hold no page in use.
+    pub unsafe fn release(seg: *mut Segment) {
+        let mut dirty_bytes = 0;
+        let mut purged_bytes = 0;
+        // SAFETY: the segment is active; its header is readable.
+        let (first, mapped) = unsafe { ((*seg).first_page_offset, (*seg).mapped_size) };
+        {
+            let mut reg = REGISTRY.lock();
+            // SAFETY: the registry lock is held and `seg` is listed; holding the lock also
+            // means the purger is not purging any of its pages now.
+            unsafe {
+                let (prev, next) = ((*seg).reg_prev, (*seg).reg_next);
+                if prev.is_null() {
+                    reg.head = next;
+                } else {
+                    (*prev).reg_next = next;
+                }
+                if !next.is_null() {
+                    (*next).reg_prev = prev;
+                }
+                reg.count -= 1;
+                for i in 0..(*seg).page_count as usize {
+                    let page = Segment::page(seg, i);
+                    let (_, bytes) = Segment::page_area(seg, i);
+                    if (*page).purge.load(Ordering::Acquire) == purge_state::FREE_DIRTY {
+                        dirty_bytes += bytes;
+                    } else {
+                        purged_bytes += bytes;
+                    }
+                }
+                (*seg).state.store(0, Ordering::Release);
+            }
+        }
+        purge::remove_dirty(dirty_bytes);
+        let dirty = dirty_bytes > 0;
+        if dirty {
+            // The cache counts a dirty span as committed whole.
+            stats::add_committed((purged_bytes + mapped - SEGMENT_SIZE) as isize);
+        } else {
+            // Every page is purged: purge the header too, so the span reads as zero.
+            os::purge(seg.cast(), first);
+            stats::add_committed(-(first as isize));
+        }
+        cache::put(seg as usize, mapped, dirty);
+    }
+
+    /// Adds the segment to the abandoned list, for another heap to reclaim.
+    ///
+    /// # Safety
+    /// `seg` must be active and no longer owned by any heap.
+    pub unsafe fn abandon(seg: *mut Segment) {
+        let mut list = ABANDONED.lock();
+        // SAFETY: the abandoned lock is held; `seg` is not on the list.
+        unsafe { (*seg).abandoned_next = list.0 };
+        list.0 = seg;
+        list.1 += 1;
+        ABANDONED_HINT.store(list.1, Ordering::Relaxed);
+    }
+
+    /// Takes one abandoned segment, if any.
+    pub fn take_abandoned() -> *mut Segment {
+        if ABANDONED_HINT.load(Ordering::Relaxed) == 0 {
+            return ptr::null_mut();
+        }
+        let mut list = ABANDONED.lock();
+        let seg = list.0;
+        if !seg.is_null() {
+            // SAFETY: listed segments are active and only reachable through the list.
+            list.0 = unsafe { (*seg).abandoned_next };
+            list.1 -= 1;
+            ABANDONED_HINT.store(list.1, Ordering::Relaxed);
+        }
+        seg
+    }
+}
+
+/// Abandoned segments (head, count).
+struct AbandonedList(*mut Segment, usize);
+// SAFETY: only touched under its lock.
+unsafe impl Send for AbandonedList {}
+static ABANDONED: Lock<AbandonedList> = Lock::new(AbandonedList(ptr::null_mut(), 0));
+static ABANDONED_HINT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Number of segments waiting to be reclaimed.
+pub fn abandoned_count() -> usize {
+    ABANDONED_HINT.load(Ordering::Relaxed)
+}
+
+/// A span of `size` bytes aligned to `align` (at least a segment), from the cache or the OS,
+/// recorded in the segment map: `(base, mapped_size, reads_as_zero)`. The cache may hand out a
+/// span larger than asked for. Memory that reads as zero is not yet counted as committed.
+fn obtain_span(size: usize, align: usize) -> Option<(usize, usize, bool)> {
+    if align == SEGMENT_SIZE {
+        if let Some(span) = cache::take(size) {
+            return Some(span);
+        }
+    }
+    if !segment_map::ensure() {
+        return None;
+    }
+    let base = os::map_aligned(size, align)?.as_ptr() as usize;
+    if base + size > segment_map::ADDRESS_LIMIT {
+        os::unmap(base as *mut u8, size);
+        return None;
+    }
+    segment_map::set(base, segment_map::SEGMENT_START);
+    stats::add_reserved(size as isize);
+    Some((base, size, true))
+}
+
+/// Header bytes before the block of a single segment (also the offset of an unaligned block).
+fn single_header_bytes() -> usize {
+    Segment::header_bytes(1)
+}
+
+/// Allocates a large or huge block in its own segment. `size` is the usable size wanted (already
+/// rounded by the caller); `align` any power of two. Returns the block and whether it reads as
+/// zero.
+pub fn alloc_single(size: usize, align: usize) -> Option<(*mut u8, bool)> {
+    let page = os::page_size();
+    if align > SEGMENT_SIZE / 2 {
+        return alloc_over_aligned(size, align);
+    }
+    let offset = os::align_up(single_header_bytes(), align.max(page))?;
+    let total = os::align_up(offset.checked_add(size)?, page)?;
+    if total > isize::MAX as usize {
+        return None;
+    }
+    let (base, mapped, zeroed) = obtain_span(total, SEGMENT_SIZE)?;
+    if zeroed {
+        stats::add_committed(mapped as isize);
+    }
+    // A larger span from the cache leaves room for the block to grow in place.
+    let seg = base as *mut Segment;
+    // SAFETY: the span is mapped, at least `offset + size` bytes, and unused.
+    unsafe { init_single(seg, mapped, offset, size, false) };
+    // SAFETY: offset < mapped.
+    Some((unsafe { seg.cast::<u8>().add(offset) }, zeroed))
+}
+
+/// A block aligned above half a segment: the header sits one chunk before the block, whose chunk
+/// the segment map marks `ALIGNED_TAIL`.
+fn alloc_over_aligned(size: usize, align: usize) -> Option<(*mut u8, bool)> {
+    if !segment_map::ensure() {
+        return None;
+    }
+    let page = os::page_size();
+    let block_bytes = os::align_up(size, page)?;
+    let reserve = SEGMENT_SIZE.checked_add(block_bytes)?.checked_add(align)?;
+    let raw = os::map_aligned(reserve, SEGMENT_SIZE)?.as_ptr() as usize;
+    let block = os::align_up(raw + SEGMENT_SIZE, align)?;
+    let base = block - SEGMENT_SIZE;
+    let end = block + block_bytes;
+    if end > segment_map::ADDRESS_LIMIT {
+        os::unmap(raw as *mut u8, reserve);
+        return None;
+    }
+    if base > raw {
+        os::unmap(raw as *mut u8, base - raw);
+    }
+    if raw + reserve > end {
+        os::unmap(end as *mut u8, raw + reserve - end);
+    }
+    let mapped = end - base;
+    stats::add_reserved(mapped as isize);
+    stats::add_committed(mapped as isize);
+    segment_map::set(base, segment_map::SEGMENT_START);
+    segment_map::set(block, segment_map::ALIGNED_TAIL);
+    let seg = base as *mut Segment;
+    // SAFETY: [base, end) is mapped and unused; the block starts SEGMENT_SIZE past the header.
+    unsafe { init_single(seg, mapped, SEGMENT_SIZE, block_bytes, true) };
+    Some((block as *mut u8, true))
+}
+
+/// Writes the header of a single segment whose block of `block_size` bytes starts at `offset`.
+///
+/// # Safety
+/// `seg` must point to `mapped` bytes of unused, mapped memory with
+/// `offset + block_size <= mapped`.
+unsafe fn init_single(
+    seg: *mut Segment,
+    mapped: usize,
+    offset: usize,
+    block_size: usize,
+    aligned_tail: bool,
+) {
+    // SAFETY: forwarded from the caller; the header fits before `offset`.
+    unsafe {
+        ptr::write(
+            seg,
+            Segment {
+                state: AtomicU8::new(STATE_ACTIVE),
+                kind: Kind::Single,
+                aligned_tail,
+                page_shift: SINGLE_PAGE_SHIFT,
+                page_count: 1,
+                used_pages: 1,
+                first_page_offset: offset,
+                mapped_size: mapped,
+                owner: AtomicPtr::new(ptr::null_mut()),
+                next: ptr::null_mut(),
+                prev: ptr::null_mut(),
+                reg_next: ptr::null_mut(),
+                reg_prev: ptr::null_mut(),
+                abandoned_next: ptr::null_mut(),
+            },
+        );
+        let page = Segment::page(seg, 0);
+        ptr::write(page, Page::unused());
+        (*page).bin = u8::MAX;
+        (*page).used = 1;
+        (*page).capacity = 1;
+        (*page).reserved = 1;
+        (*page).block_size = block_size;
+        (*page).start = seg.cast::<u8>().add(offset);
+        (*page).purge.store(purge_state::IN_USE, Ordering::Relaxed);
+    }
+}
+
+/// Frees a single segment's block: the span goes to the cache (large) or back to the OS (huge).
+///
+/// # Safety
+/// `seg` must be an active single segment whose block is being freed.
+pub unsafe fn free_single(seg: *mut Segment) {
+    // SAFETY: forwarded from the caller.
+    let (mapped, aligned_tail) = unsafe { ((*seg).mapped_size, (*seg).aligned_tail) };
+    // SAFETY: as above; the state marks the segment dead for later (invalid) frees.
+    unsafe { (*seg).state.store(0, Ordering::Release) };
+    let base = seg as usize;
+    if aligned_tail {
+        segment_map::set(base + SEGMENT_SIZE, 0);
+        stats::add_committed(-(mapped as isize));
+        release_span(base, mapped);
+    } else {
+        cache::put(base, mapped, true);
+    }
+}
+
+/// Forgets a span and unmaps it. The map entry is cleared first, so that a thread mapping the
+/// same addresses afterwards cannot have its entry erased.
+pub fn release_span(base: usize, size: usize) {
+    segment_map::set(base, 0);
+    os::unmap(base as *mut u8, size);
+    stats::add_reserved(-(size as isize));
+}
+
+/// Takes the registry and abandoned-list locks for `fork` (after the heap list's lock, before
+/// the cache's: the one order every fork handler uses; no other code holds two of them).
+pub fn lock_all_for_fork() {
+    REGISTRY.lock_for_fork();
+    ABANDONED.lock_for_fork();
+}
+
+/// Releases the locks taken by `lock_all_for_fork`.
+///
+/// # Safety
+/// As `Lock::unlock_after_fork`.
+pub unsafe fn unlock_all_after_fork() {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        ABANDONED.unlock_after_fork();
+        REGISTRY.unlock_after_fork();
+    }
+}

@@ -1,0 +1,168 @@
+//! Alignment matrix (every power of two from 1 to 1 MiB × sizes around it, and larger
+//! alignments), zero-size requests, and requests that cannot be satisfied.
+
+// These tests drive the raw allocator API directly. Every unsafe call below follows one rule,
+// stated once here instead of at each call: a pointer is used only while the test's own
+// bookkeeping (the `live` list or the local variable) holds it as a live block of the layout it
+// was allocated with, within that layout's size, and it is freed exactly once.
+#![allow(clippy::undocumented_unsafe_blocks)]
+
+use std::alloc::{GlobalAlloc, Layout};
+
+use larder::Larder;
+
+#[global_allocator]
+static GLOBAL: Larder = Larder;
+
+#[test]
+fn every_power_of_two_alignment_with_sizes_around_it() {
+    let a = Larder;
+    for shift in 0..=20 {
+        let align = 1usize << shift;
+        let mut sizes = vec![1, 7, 8, 9, 100, 1000, 4096, 70_000, 300_000];
+        sizes.extend([
+            align.saturating_sub(1).max(1),
+            align,
+            align + 1,
+            3 * align / 2 + 1,
+        ]);
+        for &size in &sizes {
+            let layout = Layout::from_size_align(size, align).unwrap();
+            let mut held = Vec::new();
+            for _ in 0..3 {
+                let p = unsafe { a.alloc(layout) };
+                assert!(!p.is_null(), "size {size} align {align}");
+                assert_eq!(p as usize % align, 0, "size {size} align {align}");
+                let usable = unsafe { larder::usable_size(p) };
+                assert!(usable >= size, "usable {usable} < {size}");
+                // Waste is bounded by the alignment plus the class spacing (1/8).
+                assert!(
+                    usable <= size + align + size / 8 + 64 * 1024,
+                    "size {size} align {align}: usable {usable}"
+                );
+                unsafe {
+                    p.write_bytes(0x5A, size);
+                    *p.add(size - 1) = 0xA5;
+                }
+                held.push(p);
+            }
+            for p in held {
+                unsafe {
+                    assert_eq!(*p.add(size - 1), 0xA5);
+                    a.dealloc(p, layout);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn alignments_beyond_a_segment() {
+    let a = Larder;
+    for shift in 21..=25 {
+        let layout = Layout::from_size_align(12345, 1 << shift).unwrap();
+        let p = unsafe { a.alloc(layout) };
+        assert!(!p.is_null());
+        assert_eq!(p as usize % layout.align(), 0);
+        unsafe {
+            p.write_bytes(1, 12345);
+            assert!(larder::usable_size(p) >= 12345);
+            a.dealloc(p, layout);
+        }
+    }
+}
+
+#[test]
+fn zero_size_requests_give_distinct_freeable_blocks() {
+    let a = Larder;
+    let layout = Layout::from_size_align(0, 1).unwrap();
+    let p = unsafe { a.alloc(layout) };
+    let q = unsafe { a.alloc(layout) };
+    assert!(!p.is_null() && !q.is_null());
+    assert_ne!(p, q);
+    unsafe {
+        a.dealloc(p, layout);
+        a.dealloc(q, layout);
+    }
+}
+
+#[test]
+fn impossible_requests_return_null() {
+    let a = Larder;
+    for size in [
+        isize::MAX as usize,
+        isize::MAX as usize - 4095,
+        1 << 62,
+        1 << 50,
+    ] {
+        for align in [1, 16, 4096, 1 << 20] {
+            if let Ok(layout) = Layout::from_size_align(size, align) {
+                assert!(
+                    unsafe { a.alloc(layout) }.is_null(),
+                    "size {size} align {align}"
+                );
+                assert!(unsafe { a.alloc_zeroed(layout) }.is_null());
+            }
+        }
+    }
+    // A failed realloc leaves the block intact.
+    let layout = Layout::from_size_align(100, 8).unwrap();
+    let p = unsafe { a.alloc(layout) };
+    unsafe {
+        p.write_bytes(9, 100);
+        assert!(a.realloc(p, layout, isize::MAX as usize - 100).is_null());
+        assert_eq!(*p.add(99), 9);
+        a.dealloc(p, layout);
+    }
+}
+
+#[test]
+fn zeroed_allocations_are_zero_even_after_reuse() {
+    let a = Larder;
+    for size in [8, 24, 100, 1000, 5000, 60_000, 200_000, 3 << 20] {
+        let layout = Layout::from_size_align(size, 8).unwrap();
+        for _ in 0..4 {
+            let p = unsafe { a.alloc(layout) };
+            unsafe {
+                p.write_bytes(0xFF, size);
+                a.dealloc(p, layout);
+            }
+            let z = unsafe { a.alloc_zeroed(layout) };
+            let all_zero = (0..size).all(|i| unsafe { *z.add(i) } == 0);
+            assert!(all_zero, "alloc_zeroed({size}) returned dirty memory");
+            unsafe { z.write_bytes(0xEE, size) };
+            unsafe { a.dealloc(z, layout) };
+        }
+    }
+}
+
+#[test]
+fn realloc_grows_in_place_when_the_class_has_room() {
+    let a = Larder;
+    let layout = Layout::from_size_align(100, 8).unwrap();
+    let p = unsafe { a.alloc(layout) };
+    let usable = unsafe { larder::usable_size(p) };
+    let q = unsafe { a.realloc(p, layout, usable) };
+    assert_eq!(p, q, "growth within the class moved the block");
+    unsafe { a.dealloc(q, Layout::from_size_align(usable, 8).unwrap()) };
+    // A large block grows into its span's slack or the address space after it.
+    let big = Layout::from_size_align(1 << 20, 8).unwrap();
+    let p = unsafe { a.alloc(big) };
+    let q = unsafe { a.realloc(p, big, (1 << 20) + 1000) };
+    assert_eq!(p, q, "a large block moved to grow by 1000 bytes");
+    unsafe { a.dealloc(q, Layout::from_size_align((1 << 20) + 1000, 8).unwrap()) };
+}
+
+#[test]
+fn foreign_pointers_are_not_ours() {
+    let on_stack = 5u64;
+    assert!(!larder::raw::owns(&on_stack as *const u64 as *const u8));
+    assert_eq!(
+        unsafe { larder::usable_size(&on_stack as *const u64 as *const u8) },
+        0
+    );
+    // Freeing it is reported and ignored.
+    unsafe { larder::raw::free(&on_stack as *const u64 as *mut u8) };
+    let b = Box::new(1u64);
+    assert!(larder::raw::owns(&*b as *const u64 as *const u8));
+}

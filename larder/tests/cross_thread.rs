@@ -1,0 +1,88 @@
+//! Cross-thread frees: producers allocate and fill blocks, consumers check and free them (every
+//! free is remote), through bounded channels.
+
+use std::sync::mpsc::sync_channel;
+
+#[global_allocator]
+static GLOBAL: larder::Larder = larder::Larder;
+
+const BLOCKS: usize = 1_000_000;
+const PRODUCERS: usize = 4;
+const CONSUMERS: usize = 4;
+
+fn payload(id: usize) -> Vec<u64> {
+    let len = 1 + (id * 7919) % 40;
+    (0..len as u64).map(|i| i ^ id as u64).collect()
+}
+
+#[test]
+fn producers_allocate_consumers_free() {
+    let mut senders = Vec::new();
+    let mut consumers = Vec::new();
+    for _ in 0..CONSUMERS {
+        let (tx, rx) = sync_channel::<(usize, Vec<u64>)>(1024);
+        senders.push(tx);
+        consumers.push(std::thread::spawn(move || {
+            let mut count = 0usize;
+            for (id, block) in rx {
+                assert_eq!(block, payload(id), "block {id} corrupted in transit");
+                count += 1;
+            }
+            count
+        }));
+    }
+    let per = BLOCKS / PRODUCERS;
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|p| {
+            let senders = senders.clone();
+            std::thread::spawn(move || {
+                for i in 0..per {
+                    let id = p * per + i;
+                    senders[id % CONSUMERS].send((id, payload(id))).unwrap();
+                }
+            })
+        })
+        .collect();
+    drop(senders);
+    for p in producers {
+        p.join().unwrap();
+    }
+    let received: usize = consumers.into_iter().map(|c| c.join().unwrap()).sum();
+    assert_eq!(received, BLOCKS);
+    let s = larder::stats();
+    assert!(s.free_count >= BLOCKS as u64, "{s:?}");
+}
+
+#[test]
+fn blocks_freed_by_a_thread_that_never_allocates() {
+    let blocks: Vec<Box<[u64; 16]>> = (0..100_000).map(|i| Box::new([i as u64; 16])).collect();
+    let before = larder::stats();
+    let raw: Vec<usize> = blocks
+        .into_iter()
+        .map(|b| Box::into_raw(b) as usize)
+        .collect();
+    std::thread::spawn(move || {
+        for (i, p) in raw.into_iter().enumerate() {
+            // SAFETY: each pointer came from Box::into_raw and is freed once.
+            let b = unsafe { Box::from_raw(p as *mut [u64; 16]) };
+            assert_eq!(b[15], i as u64);
+        }
+    })
+    .join()
+    .unwrap();
+    let after = larder::stats();
+    assert!(after.free_count >= before.free_count + 100_000);
+    assert!(
+        after.live_bytes + 100_000 * 128 <= before.live_bytes + 4096,
+        "{after:?}"
+    );
+    // The owner collects the remote frees: allocating again reuses that memory.
+    let committed = after.committed_bytes;
+    let again: Vec<Box<[u64; 16]>> = (0..100_000).map(|i| Box::new([i as u64; 16])).collect();
+    let s = larder::stats();
+    assert!(
+        s.committed_bytes <= committed + (1 << 20),
+        "{s:?} vs {committed}"
+    );
+    drop(again);
+}
