@@ -11,7 +11,7 @@ pub const TAG: &str = "larder-bench-result";
 /// A parsed result line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResultLine {
-    /// The allocator the worker was built with (see [`crate::built_with`]).
+    /// The allocator the worker was built with.
     pub allocator: String,
     /// The workload's name.
     pub workload: String,

@@ -51,7 +51,8 @@ enum WorkerCommand {
 }
 
 /// Entry point of `larder-bench-worker`.
-pub fn worker_main() -> ExitCode {
+/// `built_with` names the allocator the worker binary installed, for the result line.
+pub fn worker_main(built_with: &str) -> ExitCode {
     let args = WorkerArgs::parse();
     match args.command {
         WorkerCommand::Run {
@@ -69,8 +70,7 @@ pub fn worker_main() -> ExitCode {
             match workload.run(&params) {
                 Ok(outcome) => {
                     let kernel_s = started.elapsed().as_secs_f64();
-                    let line =
-                        result::format(crate::built_with(), workload.name(), kernel_s, &outcome);
+                    let line = result::format(built_with, workload.name(), kernel_s, &outcome);
                     println!("{line}");
                     ExitCode::SUCCESS
                 }
@@ -84,7 +84,7 @@ pub fn worker_main() -> ExitCode {
             }
         }
         WorkerCommand::Probe => {
-            println!("allocator={}", crate::built_with());
+            println!("allocator={}", built_with);
             let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
             let mut libs: Vec<&str> = maps
                 .lines()

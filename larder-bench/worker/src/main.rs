@@ -17,6 +17,19 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// Which allocator this build installed. The features are meant to be used one at a time; if
+/// several are on (as with `--all-features`), the first of larder, mimalloc, jemalloc wins, and
+/// the runner catches a worker that reports a name other than the one its file name promises.
+const BUILT_WITH: &str = if cfg!(feature = "alloc-larder") {
+    "larder"
+} else if cfg!(feature = "alloc-mimalloc") {
+    "mimalloc"
+} else if cfg!(feature = "alloc-jemalloc") {
+    "jemalloc"
+} else {
+    "system"
+};
+
 fn main() -> std::process::ExitCode {
-    larder_bench::workloads::worker_main()
+    larder_bench::workloads::worker_main(BUILT_WITH)
 }
