@@ -6,6 +6,32 @@
 use std::alloc::{alloc, dealloc, Layout};
 use std::hint::black_box;
 
+fn minor_faults() -> i64 {
+    // SAFETY: an all-zero rusage is valid for getrusage to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is valid and writable.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    usage.ru_minflt
+}
+
+/// Allocates and writes one block of each of `classes` sizes (16, 32, 48, …), keeping them
+/// live, and returns the minor page faults and the growth of the resident set this caused.
+pub fn first_touch(classes: usize) -> (i64, i64) {
+    let mut blocks = Vec::with_capacity(classes);
+    let (faults, resident) = (minor_faults(), super::sizes::resident_bytes() as i64);
+    for class in 1..=classes {
+        let mut block = super::block::Block::new(16 * class, class as u64);
+        block.touch_pages();
+        blocks.push(block);
+    }
+    let cost = (
+        minor_faults() - faults,
+        super::sizes::resident_bytes() as i64 - resident,
+    );
+    black_box(&blocks);
+    cost
+}
+
 /// Runs `iters` allocate+free pairs of `size` bytes; returns a value derived from the addresses
 /// so the work cannot be optimised away.
 pub fn run(size: usize, iters: u64) -> u64 {

@@ -45,6 +45,14 @@ enum WorkerCommand {
         #[arg(long)]
         iters: u64,
     },
+    /// Allocates one small block in each of `classes` size classes (16, 32, 48, … bytes) and
+    /// prints the page faults and resident bytes that cost: the first-touch cost a short-lived
+    /// program pays per size class it uses.
+    FirstTouch {
+        /// How many distinct sizes to allocate.
+        #[arg(long, default_value_t = 20)]
+        classes: usize,
+    },
     /// The short program that the `startup` workload runs many times.
     #[command(hide = true)]
     StartupChild,
@@ -100,6 +108,11 @@ pub fn worker_main(built_with: &str) -> ExitCode {
         }
         WorkerCommand::Fastpath { size, iters } => {
             println!("checksum={}", fastpath::run(size, iters));
+            ExitCode::SUCCESS
+        }
+        WorkerCommand::FirstTouch { classes } => {
+            let (faults, resident) = fastpath::first_touch(classes);
+            println!("allocator={built_with} classes={classes} minor_faults={faults} resident_bytes={resident}");
             ExitCode::SUCCESS
         }
         WorkerCommand::StartupChild => match startup::child() {
