@@ -1,6 +1,10 @@
-//! Workload 10, RSS fall: a long mixed run (blocks of 16 B to 64 KiB, built up to a large live
-//! set and churned) that then frees nine tenths of its memory, after which the threads stay
-//! alive doing a trickle of small allocations (as an idle server does). The main thread reads
+//! Workload 10, RSS fall: a long mixed run that then frees most of its memory. Each thread first
+//! allocates its long-lived data (a tenth of the total), then builds a working set of blocks of
+//! 16 B to 64 KiB up to the total and churns it; at the end it frees the whole working set and
+//! keeps the long-lived data, and the threads stay alive doing a trickle of small allocations
+//! (as an idle server does). The long-lived blocks were allocated first, so an allocator can
+//! give back nearly everything that was freed (freeing a scattered nine tenths instead would pin
+//! almost every page with a live block and measure fragmentation, which workload 8 does). The main thread reads
 //! the resident set size every millisecond and reports how long it took to give back half and
 //! nine tenths of the freed memory. Allocators that purge lazily do it on such later calls,
 //! which is why the trickle is there. Sampling stops once nine tenths are back or when the
@@ -17,7 +21,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-const KEEP_ONE_IN: usize = 10;
+/// The long-lived data is this fraction of the total live bytes at the peak.
+const LONG_LIVED_SHARE: u64 = 10;
 
 struct Meeting {
     /// Threads have built their heap; the main thread reads the pre-free RSS.
@@ -42,12 +47,19 @@ fn one_thread(seed: u64, target_live: u64, churn_steps: u64, meeting: &Meeting) 
     let mut tally = Tally::default();
     let mut made = 0u64;
     let mut live_bytes = 0u64;
-    let mut heap: Vec<Block> = Vec::new();
     let new_block = |rng: &mut fastrand::Rng| {
         let mut block = Block::new(log_uniform(rng, 16, 64 << 10), rng.u64(..));
         block.touch_pages();
         block
     };
+    let mut long_lived: Vec<Block> = Vec::new();
+    while live_bytes < target_live / LONG_LIVED_SHARE {
+        let block = new_block(&mut rng);
+        live_bytes += block.size() as u64;
+        long_lived.push(block);
+        made += 1;
+    }
+    let mut heap: Vec<Block> = Vec::new();
     while live_bytes < target_live {
         let block = new_block(&mut rng);
         live_bytes += block.size() as u64;
@@ -68,14 +80,9 @@ fn one_thread(seed: u64, target_live: u64, churn_steps: u64, meeting: &Meeting) 
     }
     meeting.built.wait();
     meeting.freeing.wait();
-    let mut kept = Vec::with_capacity(heap.len() / KEEP_ONE_IN + 1);
-    for (i, block) in heap.into_iter().enumerate() {
-        if i % KEEP_ONE_IN == 0 {
-            kept.push(block);
-        } else {
-            live_bytes -= block.size() as u64;
-            tally.check_and_free(block);
-        }
+    for block in heap {
+        live_bytes -= block.size() as u64;
+        tally.check_and_free(block);
     }
     meeting
         .live_after_free
@@ -89,7 +96,7 @@ fn one_thread(seed: u64, target_live: u64, churn_steps: u64, meeting: &Meeting) 
         trickle.into_iter().for_each(|b| tally.check_and_free(b));
         std::thread::sleep(Duration::from_millis(1));
     }
-    for block in kept {
+    for block in long_lived {
         tally.check_and_free(block);
     }
     ThreadReport {

@@ -31,5 +31,11 @@ const BUILT_WITH: &str = if cfg!(feature = "alloc-larder") {
 };
 
 fn main() -> std::process::ExitCode {
-    larder_bench::workloads::worker_main(BUILT_WITH)
+    let code = larder_bench::workloads::worker_main(BUILT_WITH);
+    // For digging into a result: larder's own counters after the workload, on stderr.
+    #[cfg(feature = "alloc-larder")]
+    if std::env::var_os("LARDER_BENCH_STATS").is_some() {
+        larder::raw::write_stats(2);
+    }
+    code
 }
