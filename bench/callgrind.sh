@@ -9,7 +9,9 @@
 # Usage: bench/callgrind.sh [WORKERS_DIR]     (default target/release/bench-bins)
 # Environment: ALLOCATORS (default "larder mimalloc jemalloc system": those with a worker),
 #   PRELOADS (default: ld-larder, ld-mimalloc when their libraries exist; NAME=PATH entries),
-#   SIZES (default "16 64 256 1024"), N1 and N2 (default 100000 and 200000).
+#   SIZES (default "16 64 256 1024"), N1 and N2 (default 100000 and 200000), HOLD (default 0:
+#   blocks of the same size kept live during the loop; HOLD=1 keeps the block's page from
+#   emptying on every free, which isolates the fast path from an allocator's empty-page work).
 # Prints a markdown table on stdout. Build the workers first: target/release/larder-bench --build --list
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +20,7 @@ allocators=${ALLOCATORS:-larder mimalloc jemalloc system}
 sizes=${SIZES:-16 64 256 1024}
 n1=${N1:-100000}
 n2=${N2:-200000}
+hold=${HOLD:-0}
 if [ -z "${PRELOADS+set}" ]; then
   PRELOADS=""
   for candidate in "ld-larder=$(dirname "$workers")/liblarder.so" \
@@ -33,7 +36,7 @@ trap 'rm -rf "$tmp"' EXIT
 instructions() {
   local worker=$1 size=$2 iters=$3 preload=${4:-}
   env ${preload:+LD_PRELOAD=$preload} valgrind --tool=callgrind --callgrind-out-file="$tmp/out" \
-    "$worker" fastpath --size "$size" --iters "$iters" >/dev/null 2>"$tmp/err" \
+    "$worker" fastpath --size "$size" --iters "$iters" --hold "$hold" >/dev/null 2>"$tmp/err" \
     || { cat "$tmp/err" >&2; echo "callgrind.sh: $worker fastpath --size $size failed" >&2; return 1; }
   awk '/^(summary|totals):/ { print $2; exit }' "$tmp/out"
 }
@@ -53,7 +56,7 @@ row() {
 header="| allocator |"
 rule="|---|"
 for size in $sizes; do header="$header $size B |"; rule="$rule---:|"; done
-echo "Instructions per malloc+free pair (callgrind, ($n2 - $n1) pairs; lower is better):"
+echo "Instructions per malloc+free pair (callgrind, ($n2 - $n1) pairs, $hold other blocks held; lower is better):"
 echo
 echo "$header"
 echo "$rule"

@@ -32,9 +32,12 @@ pub fn first_touch(classes: usize) -> (i64, i64) {
     cost
 }
 
-/// Runs `iters` allocate+free pairs of `size` bytes; returns a value derived from the addresses
-/// so the work cannot be optimised away.
-pub fn run(size: usize, iters: u64) -> u64 {
+/// Runs `iters` allocate+free pairs of `size` bytes, with `hold` other blocks of that size live
+/// throughout; returns a value derived from the addresses so the work cannot be optimised away.
+pub fn run(size: usize, iters: u64, hold: usize) -> u64 {
+    let held: Vec<super::block::Block> = (0..hold)
+        .map(|i| super::block::Block::new(size, i as u64))
+        .collect();
     let layout = Layout::from_size_align(size.max(1), 8).expect("valid layout");
     let mut checksum = 0u64;
     for _ in 0..iters {
@@ -45,5 +48,6 @@ pub fn run(size: usize, iters: u64) -> u64 {
         // SAFETY: `block` was just allocated with `layout` and is freed once.
         unsafe { dealloc(black_box(block), layout) };
     }
+    black_box(held);
     checksum
 }

@@ -44,6 +44,9 @@ enum WorkerCommand {
         /// Number of allocate+free pairs.
         #[arg(long)]
         iters: u64,
+        /// Blocks of the same size kept live during the loop (so its page never empties).
+        #[arg(long, default_value_t = 0)]
+        hold: usize,
     },
     /// Allocates one small block in each of `classes` size classes (16, 32, 48, … bytes) and
     /// prints the page faults and resident bytes that cost: the first-touch cost a short-lived
@@ -106,8 +109,8 @@ pub fn worker_main(built_with: &str) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        WorkerCommand::Fastpath { size, iters } => {
-            println!("checksum={}", fastpath::run(size, iters));
+        WorkerCommand::Fastpath { size, iters, hold } => {
+            println!("checksum={}", fastpath::run(size, iters, hold));
             ExitCode::SUCCESS
         }
         WorkerCommand::FirstTouch { classes } => {
