@@ -43,17 +43,10 @@ unsafe fn alloc_small(heap: *mut Heap, size: usize) -> *mut u8 {
     // page of this heap or to the empty page; a non-null `free` is an owned list of blocks.
     unsafe {
         let page = *(*heap).direct.get_unchecked((size + 7) >> 3);
-        let block = (*page).free;
-        if block.is_null() {
+        if (*page).free.is_null() {
             return heap::alloc_slow(heap, size);
         }
-        (*page).free = (*block).next;
-        (*page).used += 1;
-        let counters = &(*heap).counters;
-        stats::bump(&counters.alloc_count, 1);
-        stats::bump(&counters.requested_bytes, size as u64);
-        stats::bump(&counters.alloc_bytes, (*page).block_size as u64);
-        block.cast()
+        heap::pop_block(&*heap, page, size)
     }
 }
 
@@ -77,8 +70,8 @@ fn alloc_generic(size: usize, align: usize) -> *mut u8 {
             // SAFETY: as in `alloc`.
             return unsafe { alloc_small(heap, rounded) };
         }
-        // SAFETY: the slow path serves any size up to MEDIUM_MAX for the current heap.
-        return unsafe { heap::alloc_slow(heap, rounded) };
+        // SAFETY: the queue path serves any size up to MEDIUM_MAX for the current heap.
+        return unsafe { heap::alloc_from_queue(heap, rounded) };
     }
     match alloc_large(size, align) {
         Some((block, _)) => block,
@@ -247,7 +240,12 @@ unsafe fn free_in_segment(seg: *mut Segment, block: *mut u8, requested: u64) {
             );
             stats::bump(&counters.freed_bytes, block_size);
             if (*page).used == 0 || (*page).is_full {
-                heap::local_free_slow(heap, page);
+                // An empty page alone in its bin stays (a program that allocates and frees one
+                // block in a loop must not churn pages): decided here, without a call.
+                let alone = (*page).prev.is_null() && (*page).next.is_null();
+                if (*page).is_full || !alone {
+                    heap::local_free_slow(heap, page);
+                }
             }
             return;
         }

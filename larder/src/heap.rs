@@ -272,6 +272,44 @@ unsafe fn page_index(seg: *mut Segment, page: *mut Page) -> usize {
     (page as usize - first as usize) / core::mem::size_of::<Page>()
 }
 
+/// Pops a block from the head page of `size`'s bin queue (sizes past the direct table), or
+/// takes the slow path.
+///
+/// # Safety
+/// `heap` must be the calling thread's current heap and `size <= MEDIUM_MAX`.
+#[inline]
+pub unsafe fn alloc_from_queue(heap: *mut Heap, size: usize) -> *mut u8 {
+    let bin = size_class::bin_of(size);
+    // SAFETY: the queue heads of the current heap are its own pages (EMPTY_HEAP's are null).
+    unsafe {
+        let page = (*heap).queues.get_unchecked(bin).first;
+        if page.is_null() || (*page).free.is_null() {
+            return alloc_slow(heap, size);
+        }
+        pop_block(&*heap, page, size)
+    }
+}
+
+/// Pops the first block of `page`'s free list and counts the allocation.
+///
+/// # Safety
+/// `page` must be owned by `heap`, the calling thread's heap, and its `free` list non-empty.
+#[inline(always)]
+pub unsafe fn pop_block(heap: &Heap, page: *mut Page, size: usize) -> *mut u8 {
+    // SAFETY: forwarded from the caller: the list is owned and non-empty.
+    unsafe {
+        let page = &mut *page;
+        let block = page.free;
+        page.free = (*block).next;
+        page.used += 1;
+        let counters = &heap.counters;
+        stats::bump(&counters.alloc_count, 1);
+        stats::bump(&counters.requested_bytes, size as u64);
+        stats::bump(&counters.alloc_bytes, page.block_size as u64);
+        block.cast()
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The slow path.
 
@@ -302,18 +340,9 @@ pub unsafe fn alloc_slow(heap: *mut Heap, size: usize) -> *mut u8 {
         return ptr::null_mut();
     }
     // SAFETY: `find_page` returns an owned page with a non-empty free list.
-    let block = unsafe {
-        let page = &mut *page;
-        let block = page.free;
-        page.free = (*block).next;
-        page.used += 1;
-        stats::bump(&heap.counters.alloc_count, 1);
-        stats::bump(&heap.counters.requested_bytes, size as u64);
-        stats::bump(&heap.counters.alloc_bytes, page.block_size as u64);
-        block
-    };
+    let block = unsafe { pop_block(heap, page, size) };
     slow_path_tail(heap);
-    block.cast()
+    block
 }
 
 /// Deferred work done every time the slow path runs (the heap's heartbeat).

@@ -70,3 +70,5 @@ pub fn stats() -> Stats {
 pub fn collect(force: bool) {
     heap::collect(force);
 }
+
+pub use kit::{Arena, Buffer, Counting, Failing, Key, Pool, PoolBox, Slab};

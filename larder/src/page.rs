@@ -34,8 +34,9 @@ pub mod purge_state {
     pub const PURGED: u8 = 3;
 }
 
-/// Bytes carved into new blocks per `extend` (the first touch of fresh memory).
-const EXTEND_BYTES: usize = 16 * 1024;
+/// Bytes carved into new blocks per `extend`: one OS page, so that a new size class costs one
+/// page fault, not four.
+const EXTEND_BYTES: usize = 4 * 1024;
 
 /// Metadata of one page, kept in its segment's header (never inside the page's memory).
 #[repr(C)]

@@ -6,6 +6,13 @@ use std::sync::mpsc::sync_channel;
 #[global_allocator]
 static GLOBAL: larder::Larder = larder::Larder;
 
+/// These tests compare process-wide figures before and after: they must not overlap.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 const BLOCKS: usize = 1_000_000;
 const PRODUCERS: usize = 4;
 const CONSUMERS: usize = 4;
@@ -17,6 +24,7 @@ fn payload(id: usize) -> Vec<u64> {
 
 #[test]
 fn producers_allocate_consumers_free() {
+    let _serial = serial();
     let mut senders = Vec::new();
     let mut consumers = Vec::new();
     for _ in 0..CONSUMERS {
@@ -55,6 +63,7 @@ fn producers_allocate_consumers_free() {
 
 #[test]
 fn blocks_freed_by_a_thread_that_never_allocates() {
+    let _serial = serial();
     let blocks: Vec<Box<[u64; 16]>> = (0..100_000).map(|i| Box::new([i as u64; 16])).collect();
     let before = larder::stats();
     let raw: Vec<usize> = blocks
