@@ -22,8 +22,6 @@ pub fn build_workers(
                 "build",
                 "--release",
                 "-p",
-                "larder-bench",
-                "--bin",
                 "larder-bench-worker",
                 "--features",
             ])
