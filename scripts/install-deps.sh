@@ -6,6 +6,8 @@ pkgs=(valgrind)
 # without larder preloaded, the C/C++ compilers, the allocators compared in
 # docs/BENCHMARKS.md, GNU time for peak RSS, and CPython's regression suite.
 pkgs+=(gcc g++ sqlite3 git time python3.11 libpython3.11-testsuite libmimalloc2.0 libjemalloc2)
+# The benchmark suite (issue 4): tcmalloc as a preloaded contender, a font for the charts.
+pkgs+=(libtcmalloc-minimal4 fonts-dejavu-core)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

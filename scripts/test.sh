@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command (README.md names it): formatting, lints, then every test in release
-# mode, then liblarder.so under C programs and real programs.
+# mode, then liblarder.so under C programs and real programs, then the benchmark smoke run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
@@ -13,3 +13,12 @@ cargo test --workspace --release
 # then real programs compared with and without it preloaded.
 bash tests/c/run.sh target/release
 bash tests/programs/compare.sh target/release/liblarder.so
+# larder-bench smoke run (issue 4): builds the workload process once per allocator, runs every
+# workload once at a tiny scale for every contender (Rust global allocators and the preloadable
+# Debian mallocs), and fails only if a run crashes or fails its self-check: no claim on speed.
+# The tikv-jemallocator worker is left out here (it builds jemalloc from source: minutes on 2
+# cores); Debian's jemalloc, preloaded, stands in for it.
+target/release/larder-bench --build --quick --out target/bench-smoke \
+  --allocators larder,system,mimalloc,ld-mimalloc,ld-jemalloc,ld-tcmalloc,ld-larder
+# The callgrind fast-path script, cut down to one size and few pairs (it checks the script works).
+SIZES=64 N1=2000 N2=4000 bash bench/callgrind.sh
