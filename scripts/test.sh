@@ -22,3 +22,9 @@ target/release/larder-bench --build --quick --out target/bench-smoke \
   --allocators larder,system,mimalloc,ld-mimalloc,ld-jemalloc,ld-tcmalloc,ld-larder
 # The callgrind fast-path script, cut down to one size and few pairs (it checks the script works).
 SIZES=64 N1=2000 N2=4000 bash bench/callgrind.sh
+
+# The loom model of the cross-thread free list (larder/tests/loom_remote.rs). `--cfg loom` changes
+# every crate's flags, so it builds in its own target directory and leaves the one above intact.
+# Preemptions are bounded at 3 (the test's default): about 2 s of checking on 2 cores.
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=3 \
+    cargo test --release -p larder --test loom_remote

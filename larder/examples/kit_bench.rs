@@ -1,14 +1,19 @@
 //! Benchmarks the toolkit against the crates and std types it stands in for,
 //! in one run: Arena vs bumpalo, Pool vs Box, Slab vs slab, Buffer vs Vec.
-//! Prints a markdown table of medians and ratios (kit time / baseline time).
+//! Pool and Buffer are also compared with `Box` and `Vec` in larder's own
+//! allocator (`larder::Larder`; the binary's global allocator stays the
+//! system's). Prints a markdown table of medians and ratios (kit time /
+//! baseline time), then the reallocations each growth policy needs.
 //!
 //! Run: `cargo run --release -p larder --example kit_bench`
 
 use std::hint::black_box;
 use std::time::Duration;
 
-use allocator_api2::alloc::Global;
-use larder::{Arena, Buffer, Counting, Pool, Slab};
+use allocator_api2::alloc::{Allocator, Global};
+use allocator_api2::boxed::Box as ApiBox;
+use allocator_api2::vec::Vec as ApiVec;
+use larder::{Arena, Buffer, Counting, Larder, Pool, Slab};
 
 /// Timed repetitions per case; the median is reported.
 const RUNS: usize = 7;
@@ -141,6 +146,9 @@ fn pool_rows() -> Vec<Row> {
     let mut box_window: Vec<_> = (0..POOL_WINDOW as u64)
         .map(|i| Box::new(record(i)))
         .collect();
+    let mut larder_window: Vec<_> = (0..POOL_WINDOW as u64)
+        .map(|i| ApiBox::new_in(record(i), Larder))
+        .collect();
     let churn = interleaved(
         RUNS,
         vec![
@@ -156,6 +164,12 @@ fn pool_rows() -> Vec<Row> {
                 }
                 black_box(box_window[0].fields[0]);
             }),
+            Box::new(|| {
+                for i in 0..POOL_REPLACEMENTS {
+                    larder_window[i as usize % POOL_WINDOW] = ApiBox::new_in(record(i), Larder);
+                }
+                black_box(larder_window[0].fields[0]);
+            }),
         ],
     );
     let fill = interleaved(
@@ -169,27 +183,47 @@ fn pool_rows() -> Vec<Row> {
                 let all: Vec<_> = (0..POOL_FILL).map(|i| Box::new(record(i))).collect();
                 black_box(all.len());
             }),
+            Box::new(|| {
+                let all: Vec<_> = (0..POOL_FILL)
+                    .map(|i| ApiBox::new_in(record(i), Larder))
+                    .collect();
+                black_box(all.len());
+            }),
         ],
+    );
+    let churn_case = format!(
+        "Pool: {}M replacements in a window of {}k × 64 B",
+        POOL_REPLACEMENTS / 1_000_000,
+        POOL_WINDOW / 1000
+    );
+    let fill_case = format!(
+        "Pool: {}M × 64 B allocs, then free all",
+        POOL_FILL / 1_000_000
     );
     vec![
         Row {
-            case: format!(
-                "Pool: {}M replacements in a window of {}k × 64 B",
-                POOL_REPLACEMENTS / 1_000_000,
-                POOL_WINDOW / 1000
-            ),
+            case: churn_case.clone(),
             kit: churn[0],
             baseline_name: "Box (system malloc)",
             baseline: churn[1],
         },
         Row {
-            case: format!(
-                "Pool: {}M × 64 B allocs, then free all",
-                POOL_FILL / 1_000_000
-            ),
+            case: churn_case,
+            kit: churn[0],
+            baseline_name: "Box (larder)",
+            baseline: churn[2],
+        },
+        Row {
+            case: fill_case.clone(),
             kit: fill[0],
             baseline_name: "Box (system malloc)",
             baseline: fill[1],
+        },
+        Row {
+            case: fill_case,
+            kit: fill[0],
+            baseline_name: "Box (larder)",
+            baseline: fill[2],
         },
     ]
 }
@@ -291,24 +325,21 @@ fn slab_rows() -> Vec<Row> {
     ]
 }
 
+/// Pushes `BUFFER_PUSHES` u64, one at a time, into a Buffer growing by `alpha`.
+fn push_all_buffer<A: Allocator>(alpha: f64, allocator: A) {
+    let mut b = Buffer::with_growth_in(alpha, allocator).expect("alpha is in range");
+    for i in 0..BUFFER_PUSHES {
+        b.push(i);
+    }
+    black_box(b.len());
+}
+
 fn buffer_rows() -> Vec<Row> {
     let times = interleaved(
         BUFFER_RUNS,
         vec![
-            Box::new(|| {
-                let mut b = Buffer::new();
-                for i in 0..BUFFER_PUSHES {
-                    b.push(i);
-                }
-                black_box(b.len());
-            }),
-            Box::new(|| {
-                let mut b = Buffer::with_growth(1.5).expect("1.5 is in range");
-                for i in 0..BUFFER_PUSHES {
-                    b.push(i);
-                }
-                black_box(b.len());
-            }),
+            Box::new(|| push_all_buffer(2.0, Global)),
+            Box::new(|| push_all_buffer(1.5, Global)),
             Box::new(|| {
                 let mut v = Vec::new();
                 for i in 0..BUFFER_PUSHES {
@@ -316,60 +347,107 @@ fn buffer_rows() -> Vec<Row> {
                 }
                 black_box(v.len());
             }),
+            Box::new(|| push_all_buffer(2.0, Larder)),
+            Box::new(|| push_all_buffer(1.5, Larder)),
+            Box::new(|| {
+                let mut v = ApiVec::new_in(Larder);
+                for i in 0..BUFFER_PUSHES {
+                    v.push(i);
+                }
+                black_box(v.len());
+            }),
         ],
     );
+    let millions = BUFFER_PUSHES / 1_000_000;
     vec![
         Row {
-            case: format!("Buffer α=2: push {}M u64", BUFFER_PUSHES / 1_000_000),
+            case: format!("Buffer α=2: push {millions}M u64"),
             kit: times[0],
             baseline_name: "std Vec",
             baseline: times[2],
         },
         Row {
-            case: format!("Buffer α=1.5: push {}M u64", BUFFER_PUSHES / 1_000_000),
+            case: format!("Buffer α=1.5: push {millions}M u64"),
             kit: times[1],
             baseline_name: "std Vec",
             baseline: times[2],
         },
+        Row {
+            case: format!("Buffer α=2 in larder: push {millions}M u64"),
+            kit: times[3],
+            baseline_name: "Vec in larder",
+            baseline: times[5],
+        },
+        Row {
+            case: format!("Buffer α=1.5 in larder: push {millions}M u64"),
+            kit: times[4],
+            baseline_name: "Vec in larder",
+            baseline: times[5],
+        },
     ]
 }
 
-/// Pushes `BUFFER_PUSHES` u64 into `push` and returns the successful
-/// `grow` calls (reallocations) `counting` saw.
-fn grows_to_push_all<C>(
-    counting: &Counting<Global>,
+/// Reallocations of one growth policy: `grow` calls, and how many of them moved the block.
+#[derive(Clone, Copy)]
+struct Reallocations {
+    grows: usize,
+    moves: usize,
+}
+
+/// Pushes `BUFFER_PUSHES` u64 into `collection` and counts the successful
+/// `grow` calls `counting` saw, and the ones after which the elements had moved.
+fn reallocations_to_push_all<A: Allocator, C>(
+    counting: &Counting<A>,
     mut collection: C,
     push: impl Fn(&mut C, u64),
-) -> usize {
+    elements: impl Fn(&C) -> *const u64,
+) -> Reallocations {
     let before = counting.total_grows();
+    let mut moves = 0;
+    let mut last = elements(&collection);
+    let mut grows_seen = before;
     for i in 0..BUFFER_PUSHES {
         push(&mut collection, i);
+        let grows = counting.total_grows();
+        if grows != grows_seen {
+            grows_seen = grows;
+            let now = elements(&collection);
+            moves += usize::from(now != last);
+            last = now;
+        }
     }
     black_box(&collection);
     drop(collection);
-    counting.total_grows() - before
+    Reallocations {
+        grows: counting.total_grows() - before,
+        moves,
+    }
 }
 
-/// Reallocations to push `BUFFER_PUSHES` u64, counted through `Counting`,
-/// for Buffer (α = 2 and 1.5) and for allocator-api2's `Vec` (the growth
-/// policy of std's `Vec`, which ignores the allocator's slack).
-fn reallocation_counts() -> Vec<(String, [usize; 3])> {
-    let counting = Counting::new(Global);
-    let buffer = grows_to_push_all(&counting, Buffer::new_in(&counting), |b, i| b.push(i));
-    let gentle = grows_to_push_all(
+/// Reallocations to push `BUFFER_PUSHES` u64, counted through `Counting`, for
+/// Buffer (α = 2 and 1.5) and for allocator-api2's `Vec` (the growth policy
+/// of std's `Vec`, which ignores the allocator's slack), in `allocator`.
+fn reallocation_counts<A: Allocator>(allocator: A) -> [Reallocations; 3] {
+    let counting = Counting::new(allocator);
+    let buffer = reallocations_to_push_all(
+        &counting,
+        Buffer::new_in(&counting),
+        |b, i| b.push(i),
+        |b| b.as_slice().as_ptr(),
+    );
+    let gentle = reallocations_to_push_all(
         &counting,
         Buffer::with_growth_in(1.5, &counting).expect("1.5 is in range"),
         |b, i| b.push(i),
+        |b| b.as_slice().as_ptr(),
     );
-    let vec = grows_to_push_all(
+    let vec = reallocations_to_push_all(
         &counting,
-        allocator_api2::vec::Vec::new_in(&counting),
+        ApiVec::new_in(&counting),
         |v, i| v.push(i),
+        |v| v.as_ptr(),
     );
-    vec![(
-        "system malloc (reports no slack)".to_string(),
-        [buffer, gentle, vec],
-    )]
+    [buffer, gentle, vec]
 }
 
 fn millis(d: Duration) -> String {
@@ -402,11 +480,22 @@ fn main() {
     }
     println!();
     println!(
-        "| reallocations to push {}M u64 | Buffer α=2 | Buffer α=1.5 | Vec |",
+        "| grow calls (moves) to push {}M u64 | Buffer α=2 | Buffer α=1.5 | Vec |",
         BUFFER_PUSHES / 1_000_000
     );
     println!("|---|---:|---:|---:|");
-    for (allocator, [buffer, gentle, vec]) in reallocation_counts() {
-        println!("| {allocator} | {buffer} | {gentle} | {vec} |");
+    let allocators = [
+        (
+            "system malloc (reports no slack)",
+            reallocation_counts(Global),
+        ),
+        ("larder (reports its slack)", reallocation_counts(Larder)),
+    ];
+    for (allocator, counts) in allocators {
+        let cells: Vec<String> = counts
+            .iter()
+            .map(|r| format!("{} ({})", r.grows, r.moves))
+            .collect();
+        println!("| {allocator} | {} |", cells.join(" | "));
     }
 }

@@ -25,6 +25,7 @@
 //! - `kit`: allocation strategies (arena, pool, slab, buffer) and test wrappers.
 
 mod alloc;
+mod atomic;
 mod cache;
 mod global;
 mod heap;
@@ -69,6 +70,19 @@ pub fn stats() -> Stats {
 /// in the segments of exited threads (the calling thread's own empty pages are freed too).
 pub fn collect(force: bool) {
     heap::collect(force);
+}
+
+/// The cross-thread free list's code, exposed only to the model checker (`tests/loom_remote.rs`,
+/// built with `--cfg loom`), which runs it on loom's atomics.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_model {
+    pub use crate::atomic::AtomicWord;
+    pub use crate::page::Block;
+    pub use crate::remote::{
+        free_remote_on, set_delayed_state_on, take_delayed_on, take_thread_free_on, DelayedFree,
+        DELAYED_FREEING, NEVER_DELAYED, NORMAL, STATE_MASK, USE_DELAYED,
+    };
 }
 
 pub use kit::{Arena, Buffer, Counting, Failing, Key, Pool, PoolBox, Slab};

@@ -14,10 +14,16 @@
 //!   reads stays valid.
 //! - `NEVER_DELAYED`: the heap is abandoning or has abandoned the page; remote frees only ever
 //!   go to the page's list, for whichever heap reclaims it.
+//!
+//! Each operation is a thin function on a `Page` or `Heap` over an `_on` function on the atomic
+//! words themselves, generic over `atomic::AtomicWord`: larder instantiates them with core's
+//! atomics (the same machine code as before the split), and `tests/loom_remote.rs` runs the same
+//! functions on loom's atomics to model-check them.
 
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::AtomicPtr;
 
+use crate::atomic::{AtomicWord, Ordering};
 use crate::heap::Heap;
 use crate::page::{Block, Page};
 
@@ -29,14 +35,48 @@ pub const USE_DELAYED: usize = 1;
 pub const DELAYED_FREEING: usize = 2;
 /// The page's heap is gone or going: never notify it.
 pub const NEVER_DELAYED: usize = 3;
-const STATE_MASK: usize = 3;
+/// The state bits of a `thread_free` word.
+pub const STATE_MASK: usize = 3;
+
+/// The heap side of the handshake: where a full page's first remote free goes.
+pub trait DelayedFree {
+    /// The list's head word.
+    type List: AtomicWord<Value = *mut Block>;
+    /// The heap's list of blocks freed by other threads into its full pages.
+    fn delayed_free(&self) -> &Self::List;
+}
+
+impl DelayedFree for Heap {
+    type List = AtomicPtr<Block>;
+    #[inline(always)]
+    fn delayed_free(&self) -> &AtomicPtr<Block> {
+        &self.delayed_free
+    }
+}
 
 /// Frees `block` of `page` from a thread that does not own the page.
 ///
 /// # Safety
 /// `block` must be a live block of `page`, which must be in use.
 pub unsafe fn free_remote(page: &Page, block: *mut Block) {
-    let mut word = page.thread_free.load(Ordering::Relaxed);
+    // SAFETY: forwarded from the caller; a page's heap stays valid while the page's state is
+    // DELAYED_FREEING (the owner waits in `set_delayed_state`).
+    unsafe { free_remote_on(&page.thread_free, &page.heap, block) }
+}
+
+/// `free_remote` on a page's `thread_free` word and heap word (the model checker calls it on
+/// loom's atomics).
+///
+/// # Safety
+/// `block` must be a live block of the page these words belong to, which must be in use; while
+/// the page's state is `DELAYED_FREEING`, a non-null `heap` must point to a valid heap.
+#[inline(always)]
+pub unsafe fn free_remote_on<H: DelayedFree>(
+    thread_free: &impl AtomicWord<Value = usize>,
+    heap: &impl AtomicWord<Value = *mut H>,
+    block: *mut Block,
+) {
+    let mut word = thread_free.load(Ordering::Relaxed);
     let notify = loop {
         let state = word & STATE_MASK;
         let notify = state == USE_DELAYED;
@@ -47,10 +87,7 @@ pub unsafe fn free_remote(page: &Page, block: *mut Block) {
             unsafe { (*block).next = (word & !STATE_MASK) as *mut Block };
             block as usize | state
         };
-        match page
-            .thread_free
-            .compare_exchange_weak(word, new, Ordering::AcqRel, Ordering::Relaxed)
-        {
+        match thread_free.compare_exchange_weak(word, new, Ordering::AcqRel, Ordering::Relaxed) {
             Ok(_) => break notify,
             Err(current) => word = current,
         }
@@ -60,38 +97,32 @@ pub unsafe fn free_remote(page: &Page, block: *mut Block) {
     }
     // The owner cannot abandon the heap while the state is DELAYED_FREEING (it waits in
     // `set_delayed_state`), so the heap read here stays valid until the state is reset.
-    let heap = page.heap.load(Ordering::Acquire);
+    let heap = heap.load(Ordering::Acquire);
     if heap.is_null() {
         // No owner to notify: leave the block on the page's list for a future reclaimer.
-        push_thread_free(page, block);
+        push_thread_free(thread_free, block);
     } else {
         // SAFETY: the heap is valid (see above); its delayed list accepts blocks of its pages.
-        push_atomic(unsafe { &(*heap).delayed_free }, block);
+        push_atomic(unsafe { (*heap).delayed_free() }, block);
     }
-    let mut word = page.thread_free.load(Ordering::Relaxed);
+    let mut word = thread_free.load(Ordering::Relaxed);
     loop {
         let new = (word & !STATE_MASK) | NORMAL;
-        match page
-            .thread_free
-            .compare_exchange_weak(word, new, Ordering::AcqRel, Ordering::Relaxed)
-        {
+        match thread_free.compare_exchange_weak(word, new, Ordering::AcqRel, Ordering::Relaxed) {
             Ok(_) => break,
             Err(current) => word = current,
         }
     }
 }
 
-/// Pushes a block onto the page's `thread_free` list, keeping the state bits.
-fn push_thread_free(page: &Page, block: *mut Block) {
-    let mut word = page.thread_free.load(Ordering::Relaxed);
+/// Pushes a block onto a page's `thread_free` list, keeping the state bits.
+fn push_thread_free(thread_free: &impl AtomicWord<Value = usize>, block: *mut Block) {
+    let mut word = thread_free.load(Ordering::Relaxed);
     loop {
         // SAFETY: the caller owns `block` until the push succeeds.
         unsafe { (*block).next = (word & !STATE_MASK) as *mut Block };
         let new = block as usize | (word & STATE_MASK);
-        match page
-            .thread_free
-            .compare_exchange_weak(word, new, Ordering::AcqRel, Ordering::Relaxed)
-        {
+        match thread_free.compare_exchange_weak(word, new, Ordering::AcqRel, Ordering::Relaxed) {
             Ok(_) => return,
             Err(current) => word = current,
         }
@@ -99,7 +130,7 @@ fn push_thread_free(page: &Page, block: *mut Block) {
 }
 
 /// Pushes a block onto an atomic list (a heap's `delayed_free`).
-pub fn push_atomic(list: &AtomicPtr<Block>, block: *mut Block) {
+pub fn push_atomic(list: &impl AtomicWord<Value = *mut Block>, block: *mut Block) {
     let mut head = list.load(Ordering::Relaxed);
     loop {
         // SAFETY: the caller owns `block` until the push succeeds.
@@ -117,12 +148,22 @@ pub fn push_atomic(list: &AtomicPtr<Block>, block: *mut Block) {
 /// The caller must own the page.
 #[inline]
 pub unsafe fn take_thread_free(page: &Page) -> *mut Block {
-    let mut word = page.thread_free.load(Ordering::Relaxed);
+    // SAFETY: forwarded from the caller.
+    unsafe { take_thread_free_on(&page.thread_free) }
+}
+
+/// `take_thread_free` on a page's `thread_free` word.
+///
+/// # Safety
+/// The caller must own the page the word belongs to.
+#[inline(always)]
+pub unsafe fn take_thread_free_on(thread_free: &impl AtomicWord<Value = usize>) -> *mut Block {
+    let mut word = thread_free.load(Ordering::Relaxed);
     loop {
         if word & !STATE_MASK == 0 {
             return ptr::null_mut();
         }
-        match page.thread_free.compare_exchange_weak(
+        match thread_free.compare_exchange_weak(
             word,
             word & STATE_MASK,
             Ordering::AcqRel,
@@ -137,24 +178,29 @@ pub unsafe fn take_thread_free(page: &Page) -> *mut Block {
 /// Sets the page's delayed-free state, waiting while a remote free is notifying the heap.
 /// `NEVER_DELAYED` is sticky against `USE_DELAYED` unless `force` is set (a reclaim resets it).
 pub fn set_delayed_state(page: &Page, state: usize, force: bool) {
-    let mut word = page.thread_free.load(Ordering::Acquire);
+    set_delayed_state_on(&page.thread_free, state, force);
+}
+
+/// `set_delayed_state` on a page's `thread_free` word.
+#[inline(always)]
+pub fn set_delayed_state_on(
+    thread_free: &impl AtomicWord<Value = usize>,
+    state: usize,
+    force: bool,
+) {
+    let mut word = thread_free.load(Ordering::Acquire);
     loop {
         let current = word & STATE_MASK;
         if current == DELAYED_FREEING {
-            core::hint::spin_loop();
-            // SAFETY: sched_yield has no preconditions.
-            unsafe { libc::sched_yield() };
-            word = page.thread_free.load(Ordering::Acquire);
+            thread_free.wait_for_change();
+            word = thread_free.load(Ordering::Acquire);
             continue;
         }
         if current == state || (current == NEVER_DELAYED && !force) {
             return;
         }
         let new = (word & !STATE_MASK) | state;
-        match page
-            .thread_free
-            .compare_exchange_weak(word, new, Ordering::AcqRel, Ordering::Acquire)
-        {
+        match thread_free.compare_exchange_weak(word, new, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => return,
             Err(w) => word = w,
         }
@@ -163,8 +209,14 @@ pub fn set_delayed_state(page: &Page, state: usize, force: bool) {
 
 /// Takes every block that other threads handed this heap through the delayed-free path.
 pub fn take_delayed(heap: &Heap) -> *mut Block {
-    if heap.delayed_free.load(Ordering::Relaxed).is_null() {
+    take_delayed_on(heap.delayed_free())
+}
+
+/// `take_delayed` on a heap's `delayed_free` list.
+#[inline(always)]
+pub fn take_delayed_on(list: &impl AtomicWord<Value = *mut Block>) -> *mut Block {
+    if list.load(Ordering::Relaxed).is_null() {
         return ptr::null_mut();
     }
-    heap.delayed_free.swap(ptr::null_mut(), Ordering::AcqRel)
+    list.swap(ptr::null_mut(), Ordering::AcqRel)
 }

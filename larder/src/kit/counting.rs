@@ -6,11 +6,15 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use allocator_api2::alloc::{AllocError, Allocator, Layout};
 
+use super::asked::AskedSizes;
+
 /// Wraps any allocator and counts the blocks and bytes that are live through it.
 ///
 /// Every successful `allocate`, `grow` and `shrink` updates the counts; a failed
 /// one leaves them alone. Bytes are counted as the layout sizes the caller asked
-/// for, which is what the caller later passes back to `deallocate`.
+/// for. A caller may free a block with a larger layout when the allocator gave it
+/// more than it asked for (a `Buffer` over larder does); the wrapper remembers
+/// what was asked for such blocks, so the counts stay exact.
 /// The counters are atomics, so a `Counting` can be shared between threads.
 ///
 /// `&Counting<A>` is an allocator too, so wrappers stack:
@@ -37,6 +41,7 @@ pub struct Counting<A> {
     live_bytes: AtomicUsize,
     total_allocations: AtomicUsize,
     total_grows: AtomicUsize,
+    asked: AskedSizes,
 }
 
 impl<A> Counting<A> {
@@ -48,6 +53,7 @@ impl<A> Counting<A> {
             live_bytes: AtomicUsize::new(0),
             total_allocations: AtomicUsize::new(0),
             total_grows: AtomicUsize::new(0),
+            asked: AskedSizes::new(),
         }
     }
 
@@ -111,22 +117,25 @@ impl<A> Counting<A> {
 unsafe impl<A: Allocator> Allocator for Counting<A> {
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         let block = self.inner.allocate(layout)?;
+        self.asked.note(block, layout.size());
         self.count_new_block(layout.size());
         Ok(block)
     }
 
     fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         let block = self.inner.allocate_zeroed(layout)?;
+        self.asked.note(block, layout.size());
         self.count_new_block(layout.size());
         Ok(block)
     }
 
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        let counted = self.asked.take(ptr).unwrap_or(layout.size());
         // SAFETY: the caller upholds `deallocate`'s contract for this allocator,
         // which is `inner`'s contract.
         unsafe { self.inner.deallocate(ptr, layout) };
         self.live_blocks.fetch_sub(1, Ordering::Relaxed);
-        self.live_bytes.fetch_sub(layout.size(), Ordering::Relaxed);
+        self.live_bytes.fetch_sub(counted, Ordering::Relaxed);
     }
 
     unsafe fn grow(
@@ -136,8 +145,9 @@ unsafe impl<A: Allocator> Allocator for Counting<A> {
         new_layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: forwarded unchanged; the caller upholds `grow`'s contract.
-        let block = unsafe { self.inner.grow(ptr, old_layout, new_layout) }?;
-        self.count_resize(old_layout.size(), new_layout.size());
+        let block = self.resize(ptr, old_layout, new_layout, |inner| unsafe {
+            inner.grow(ptr, old_layout, new_layout)
+        })?;
         self.total_grows.fetch_add(1, Ordering::Relaxed);
         Ok(block)
     }
@@ -149,8 +159,9 @@ unsafe impl<A: Allocator> Allocator for Counting<A> {
         new_layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: forwarded unchanged; the caller upholds `grow_zeroed`'s contract.
-        let block = unsafe { self.inner.grow_zeroed(ptr, old_layout, new_layout) }?;
-        self.count_resize(old_layout.size(), new_layout.size());
+        let block = self.resize(ptr, old_layout, new_layout, |inner| unsafe {
+            inner.grow_zeroed(ptr, old_layout, new_layout)
+        })?;
         self.total_grows.fetch_add(1, Ordering::Relaxed);
         Ok(block)
     }
@@ -162,8 +173,32 @@ unsafe impl<A: Allocator> Allocator for Counting<A> {
         new_layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: forwarded unchanged; the caller upholds `shrink`'s contract.
-        let block = unsafe { self.inner.shrink(ptr, old_layout, new_layout) }?;
-        self.count_resize(old_layout.size(), new_layout.size());
-        Ok(block)
+        self.resize(ptr, old_layout, new_layout, |inner| unsafe {
+            inner.shrink(ptr, old_layout, new_layout)
+        })
+    }
+}
+
+impl<A: Allocator> Counting<A> {
+    /// Runs one of `inner`'s resizes of the block at `ptr` and counts it if it succeeds.
+    fn resize(
+        &self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+        inner_resize: impl FnOnce(&A) -> Result<NonNull<[u8]>, AllocError>,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        let taken = self.asked.take(ptr);
+        match inner_resize(&self.inner) {
+            Ok(block) => {
+                self.asked.note(block, new_layout.size());
+                self.count_resize(taken.unwrap_or(old_layout.size()), new_layout.size());
+                Ok(block)
+            }
+            Err(error) => {
+                self.asked.restore(ptr, taken);
+                Err(error)
+            }
+        }
     }
 }

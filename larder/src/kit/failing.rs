@@ -6,6 +6,8 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use allocator_api2::alloc::{AllocError, Allocator, Layout};
 
+use super::asked::AskedSizes;
+
 /// Which requests a [`Failing`] refuses.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum FailurePlan {
@@ -65,6 +67,8 @@ pub struct Failing<A> {
     failures: AtomicU64,
     live_bytes: AtomicUsize,
     random_state: AtomicU64,
+    /// What was asked for the blocks `inner` made bigger (the budget counts that).
+    asked: AskedSizes,
 }
 
 impl<A> Failing<A> {
@@ -76,6 +80,7 @@ impl<A> Failing<A> {
             failures: AtomicU64::new(0),
             live_bytes: AtomicUsize::new(0),
             random_state: AtomicU64::new(seed),
+            asked: AskedSizes::new(),
         }
     }
 
@@ -193,22 +198,29 @@ fn unit_interval(bits: u64) -> f64 {
 unsafe impl<A: Allocator> Allocator for Failing<A> {
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         self.admit(layout.size())?;
-        self.inner
+        let block = self
+            .inner
             .allocate(layout)
-            .inspect_err(|_| self.release(layout.size()))
+            .inspect_err(|_| self.release(layout.size()))?;
+        self.asked.note(block, layout.size());
+        Ok(block)
     }
 
     fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         self.admit(layout.size())?;
-        self.inner
+        let block = self
+            .inner
             .allocate_zeroed(layout)
-            .inspect_err(|_| self.release(layout.size()))
+            .inspect_err(|_| self.release(layout.size()))?;
+        self.asked.note(block, layout.size());
+        Ok(block)
     }
 
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        let counted = self.asked.take(ptr).unwrap_or(layout.size());
         // SAFETY: the caller upholds `deallocate`'s contract, which is `inner`'s.
         unsafe { self.inner.deallocate(ptr, layout) };
-        self.release(layout.size());
+        self.release(counted);
     }
 
     unsafe fn grow(
@@ -217,10 +229,10 @@ unsafe impl<A: Allocator> Allocator for Failing<A> {
         old_layout: Layout,
         new_layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
-        let added = new_layout.size() - old_layout.size();
-        self.admit(added)?;
         // SAFETY: forwarded unchanged; the caller upholds `grow`'s contract.
-        unsafe { self.inner.grow(ptr, old_layout, new_layout) }.inspect_err(|_| self.release(added))
+        self.grow_with(ptr, old_layout, new_layout, |inner| unsafe {
+            inner.grow(ptr, old_layout, new_layout)
+        })
     }
 
     unsafe fn grow_zeroed(
@@ -229,11 +241,10 @@ unsafe impl<A: Allocator> Allocator for Failing<A> {
         old_layout: Layout,
         new_layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
-        let added = new_layout.size() - old_layout.size();
-        self.admit(added)?;
         // SAFETY: forwarded unchanged; the caller upholds `grow_zeroed`'s contract.
-        unsafe { self.inner.grow_zeroed(ptr, old_layout, new_layout) }
-            .inspect_err(|_| self.release(added))
+        self.grow_with(ptr, old_layout, new_layout, |inner| unsafe {
+            inner.grow_zeroed(ptr, old_layout, new_layout)
+        })
     }
 
     unsafe fn shrink(
@@ -242,9 +253,52 @@ unsafe impl<A: Allocator> Allocator for Failing<A> {
         old_layout: Layout,
         new_layout: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
+        let taken = self.asked.take(ptr);
         // SAFETY: forwarded unchanged; the caller upholds `shrink`'s contract.
-        let block = unsafe { self.inner.shrink(ptr, old_layout, new_layout) }?;
-        self.release(old_layout.size() - new_layout.size());
+        let block = match unsafe { self.inner.shrink(ptr, old_layout, new_layout) } {
+            Ok(block) => block,
+            Err(error) => {
+                self.asked.restore(ptr, taken);
+                return Err(error);
+            }
+        };
+        self.asked.note(block, new_layout.size());
+        // The size counted may be below the new one when the caller had taken slack.
+        let counted = taken.unwrap_or(old_layout.size());
+        if counted >= new_layout.size() {
+            self.release(counted - new_layout.size());
+        } else {
+            self.live_bytes
+                .fetch_add(new_layout.size() - counted, Ordering::Relaxed);
+        }
         Ok(block)
+    }
+}
+
+impl<A: Allocator> Failing<A> {
+    /// A grow request: numbered and admitted (or refused) like an allocation of the bytes it
+    /// adds, then forwarded to `inner_grow`.
+    fn grow_with(
+        &self,
+        ptr: NonNull<u8>,
+        old_layout: Layout,
+        new_layout: Layout,
+        inner_grow: impl FnOnce(&A) -> Result<NonNull<[u8]>, AllocError>,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        let taken = self.asked.take(ptr);
+        let added = new_layout.size() - taken.unwrap_or(old_layout.size());
+        let granted = self
+            .admit(added)
+            .and_then(|()| inner_grow(&self.inner).inspect_err(|_| self.release(added)));
+        match granted {
+            Ok(block) => {
+                self.asked.note(block, new_layout.size());
+                Ok(block)
+            }
+            Err(error) => {
+                self.asked.restore(ptr, taken);
+                Err(error)
+            }
+        }
     }
 }

@@ -13,6 +13,7 @@
 //! [`Allocator`]: allocator_api2::alloc::Allocator
 
 pub mod arena;
+mod asked;
 pub mod buffer;
 pub mod counting;
 pub mod failing;
