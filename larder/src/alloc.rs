@@ -366,7 +366,7 @@ pub unsafe fn realloc(block: *mut u8, new_size: usize, align: usize) -> *mut u8 
         return block;
     }
     // SAFETY: forwarded from the caller.
-    if let Some(grown) = unsafe { grow_single_in_place(block, new_size) } {
+    if let Some(grown) = unsafe { grow_single(block, new_size) } {
         return grown;
     }
     let fresh = alloc(new_size, align);
@@ -382,8 +382,8 @@ pub unsafe fn realloc(block: *mut u8, new_size: usize, align: usize) -> *mut u8 
 }
 
 /// Large blocks grow in place into the rest of their span, or into the address space after it
-/// (mremap without moving): no copy either way.
-unsafe fn grow_single_in_place(block: *mut u8, new_size: usize) -> Option<*mut u8> {
+/// (mremap without moving), or else move page by page to a larger span (mremap): never a copy.
+unsafe fn grow_single(block: *mut u8, new_size: usize) -> Option<*mut u8> {
     let seg = segment_of_block(block);
     // SAFETY: `block` is a live block of larder's, so its header is valid.
     unsafe {
@@ -403,17 +403,24 @@ unsafe fn grow_single_in_place(block: *mut u8, new_size: usize) -> Option<*mut u
             new_size
         };
         let want = os::align_up(offset.checked_add(usable)?, os::page_size())?;
-        if want > old_mapped {
-            if want > isize::MAX as usize || !os::grow_in_place(seg.cast(), old_mapped, want) {
-                return None;
-            }
-            stats::add_reserved((want - old_mapped) as isize);
-            stats::add_committed((want - old_mapped) as isize);
-            (*seg).mapped_size = want;
+        if want > isize::MAX as usize {
+            return None;
         }
+        let mut seg = seg;
+        if want > old_mapped {
+            if os::grow_in_place(seg.cast(), old_mapped, want) {
+                stats::add_reserved((want - old_mapped) as isize);
+                stats::add_committed((want - old_mapped) as isize);
+                (*seg).mapped_size = want;
+            } else {
+                // The address space behind is taken: move the pages rather than copy them.
+                seg = segment::move_single(seg, want)?;
+            }
+        }
+        let page = Segment::page(seg, 0);
         (*page).block_size = usable;
         count_resize(old_size, usable);
-        Some(block)
+        Some(seg.cast::<u8>().add(offset))
     }
 }
 

@@ -106,6 +106,26 @@ pub fn grow_in_place(addr: *mut u8, old_size: usize, new_size: usize) -> bool {
     p == addr.cast()
 }
 
+/// Moves the pages of the mapping `[from, from + old_size)` to `to`, extended to `new_size`
+/// bytes, replacing whatever larder had mapped at `[to, to + new_size)`. The kernel moves page
+/// table entries: nothing is copied and nothing faults in again. The old range is unmapped.
+/// False (and both ranges as they were) when the kernel refuses.
+pub fn move_mapping(from: *mut u8, old_size: usize, new_size: usize, to: *mut u8) -> bool {
+    // SAFETY: callers pass a whole mapping larder owns at `from` and a reservation larder owns
+    // at `to`, neither overlapping the other; with MREMAP_FIXED the kernel only replaces the
+    // destination range, and on failure leaves both untouched.
+    let p = unsafe {
+        libc::mremap(
+            from.cast(),
+            old_size,
+            new_size,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            to.cast::<libc::c_void>(),
+        )
+    };
+    p == to.cast()
+}
+
 /// Milliseconds on a monotonic clock (for purge delays).
 pub fn now_ms() -> u64 {
     let mut ts = libc::timespec {

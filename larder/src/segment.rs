@@ -567,6 +567,45 @@ pub unsafe fn free_single(seg: *mut Segment) {
     }
 }
 
+/// Moves a single segment, header and block, to a fresh segment-aligned span of `new_size`
+/// bytes: the kernel moves the pages (mremap), so a block of megabytes changes address without
+/// a copy and without faulting its pages in again, and the old span is not left behind dirty.
+/// Returns the moved header, or `None` (the segment untouched) when the OS refuses.
+///
+/// # Safety
+/// `seg` must be an active single segment without an aligned tail whose block the caller owns,
+/// and `new_size` at least its mapped size.
+pub unsafe fn move_single(seg: *mut Segment, new_size: usize) -> Option<*mut Segment> {
+    let old_base = seg as usize;
+    // SAFETY: forwarded from the caller: the header is valid.
+    let old_size = unsafe { (*seg).mapped_size };
+    let dest = os::map_aligned(new_size, SEGMENT_SIZE)?.as_ptr() as usize;
+    if dest + new_size > segment_map::ADDRESS_LIMIT {
+        os::unmap(dest as *mut u8, new_size);
+        return None;
+    }
+    // The old entry goes first, as in `release_span`: once the pages move, another thread may
+    // map the old addresses and mark them.
+    segment_map::set(old_base, 0);
+    if !os::move_mapping(seg.cast(), old_size, new_size, dest as *mut u8) {
+        segment_map::set(old_base, segment_map::SEGMENT_START);
+        os::unmap(dest as *mut u8, new_size);
+        return None;
+    }
+    segment_map::set(dest, segment_map::SEGMENT_START);
+    stats::add_reserved((new_size - old_size) as isize);
+    stats::add_committed((new_size - old_size) as isize);
+    let moved = dest as *mut Segment;
+    // SAFETY: the header moved with its pages; a single segment's only absolute pointer into
+    // itself is its page's block start (its list links are null: it is on no list).
+    unsafe {
+        (*moved).mapped_size = new_size;
+        let page = Segment::page(moved, 0);
+        (*page).start = moved.cast::<u8>().add((*moved).first_page_offset);
+    }
+    Some(moved)
+}
+
 /// Forgets a span and unmaps it. The map entry is cleared first, so that a thread mapping the
 /// same addresses afterwards cannot have its entry erased.
 pub fn release_span(base: usize, size: usize) {

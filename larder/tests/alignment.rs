@@ -153,6 +153,69 @@ fn realloc_grows_in_place_when_the_class_has_room() {
     unsafe { a.dealloc(q, Layout::from_size_align((1 << 20) + 1000, 8).unwrap()) };
 }
 
+/// Maps one page at `addr` if nobody has it (so that a span ending there cannot grow in place).
+fn occupy_page_at(addr: usize) -> Option<*mut u8> {
+    let p = unsafe {
+        libc::mmap(
+            addr as *mut libc::c_void,
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        )
+    };
+    (p as usize == addr).then_some(p.cast())
+}
+
+#[test]
+fn realloc_moves_large_blocks_whose_address_space_is_taken() {
+    const CHUNK: usize = 4 << 20;
+    let a = Larder;
+    // A large block (span cached on free) and a huge one (mapped for itself).
+    for size in [3 << 20, 80 << 20] {
+        let layout = Layout::from_size_align(size, 64).unwrap();
+        let p = unsafe { a.alloc(layout) };
+        assert!(!p.is_null());
+        let words = size / 8;
+        for i in (0..words).step_by(509) {
+            unsafe { p.cast::<u64>().add(i).write(i as u64 ^ 0x5eed) };
+        }
+        // Take the page right after the block's span (a page-rounded end), so it must move.
+        let usable = unsafe { larder::usable_size(p) };
+        let end = (p as usize + usable).next_multiple_of(4096);
+        let blocker = occupy_page_at(end);
+        if let Some(b) = blocker {
+            unsafe { b.write_bytes(0xb1, 4096) };
+        }
+        let q = unsafe { a.realloc(p, layout, 2 * size + 12345) };
+        assert!(!q.is_null());
+        if blocker.is_some() {
+            assert_ne!(p, q, "the block grew into a page mapped by someone else");
+        }
+        assert_eq!(
+            q as usize % CHUNK,
+            p as usize % CHUNK,
+            "the block's offset in its segment"
+        );
+        assert!(unsafe { larder::usable_size(q) } >= 2 * size + 12345);
+        for i in (0..words).step_by(509) {
+            assert_eq!(
+                unsafe { q.cast::<u64>().add(i).read() },
+                i as u64 ^ 0x5eed,
+                "word {i}"
+            );
+        }
+        // The grown part is writable, and the blocker was left alone.
+        unsafe { q.add(2 * size + 12344).write(7) };
+        if let Some(b) = blocker {
+            assert!((0..4096).all(|i| unsafe { b.add(i).read() } == 0xb1));
+            unsafe { libc::munmap(b.cast(), 4096) };
+        }
+        unsafe { a.dealloc(q, Layout::from_size_align(2 * size + 12345, 64).unwrap()) };
+    }
+}
+
 #[test]
 fn foreign_pointers_are_not_ours() {
     let on_stack = 5u64;
