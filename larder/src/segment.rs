@@ -433,9 +433,6 @@ fn obtain_span(size: usize, align: usize) -> Option<(usize, usize, bool)> {
             return Some(span);
         }
     }
-    if !segment_map::ensure() {
-        return None;
-    }
     let base = os::map_aligned(size, align)?.as_ptr() as usize;
     if base + size > segment_map::ADDRESS_LIMIT {
         os::unmap(base as *mut u8, size);
@@ -479,9 +476,6 @@ pub fn alloc_single(size: usize, align: usize) -> Option<(*mut u8, bool)> {
 /// A block aligned above half a segment: the header sits one chunk before the block, whose chunk
 /// the segment map marks `ALIGNED_TAIL`.
 fn alloc_over_aligned(size: usize, align: usize) -> Option<(*mut u8, bool)> {
-    if !segment_map::ensure() {
-        return None;
-    }
     let page = os::page_size();
     let block_bytes = os::align_up(size, page)?;
     let reserve = SEGMENT_SIZE.checked_add(block_bytes)?.checked_add(align)?;
