@@ -48,9 +48,9 @@ pub fn map_aligned(size: usize, align: usize) -> Option<NonNull<u8>> {
     map_below_lowest(size, align).or_else(|| map_over_reserved(size, align))
 }
 
-/// The lowest address any larder mapping started at (`usize::MAX` before the first). The kernel hands out
-/// addresses top-down, so the aligned range just below it is usually free: asking for it exactly
-/// costs one mmap, where reserving `size + align` and trimming costs three calls.
+/// The lowest address any larder mapping started at (`usize::MAX` before the first). The kernel
+/// hands out addresses top-down, so the aligned range just below it is usually free: asking for
+/// it exactly costs one mmap, where reserving `size + align` and trimming costs three calls.
 static LOWEST_MAPPING: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 fn map_below_lowest(size: usize, align: usize) -> Option<NonNull<u8>> {
