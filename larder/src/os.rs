@@ -41,8 +41,40 @@ pub const fn align_up(n: usize, align: usize) -> Option<usize> {
 /// Reserves and commits `size` bytes of zeroed read-write memory whose start is a multiple of
 /// `align` (a power of two at least the page size). Returns `None` when the OS refuses.
 pub fn map_aligned(size: usize, align: usize) -> Option<NonNull<u8>> {
+    if align <= page_size() {
+        // Every mapping is page aligned: no over-reserve, no trim.
+        return map(size, ptr::null_mut(), 0);
+    }
+    map_below_lowest(size, align).or_else(|| map_over_reserved(size, align))
+}
+
+/// The lowest address any larder mapping started at (`usize::MAX` before the first). The kernel
+/// hands out addresses top-down, so the aligned range just below it is usually free: asking for
+/// it exactly costs one mmap, where reserving `size + align` and trimming costs three calls.
+static LOWEST_MAPPING: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+fn map_below_lowest(size: usize, align: usize) -> Option<NonNull<u8>> {
+    let lowest = LOWEST_MAPPING.load(Ordering::Relaxed);
+    if lowest == usize::MAX {
+        return None;
+    }
+    let wanted = lowest.checked_sub(size)? & !(align - 1);
+    if wanted == 0 {
+        return None;
+    }
+    // MAP_FIXED_NOREPLACE fails rather than clobber a mapping someone else placed there; a
+    // kernel older than 4.17 takes it as a plain hint and may answer elsewhere.
+    let p = map(size, wanted as *mut u8, libc::MAP_FIXED_NOREPLACE)?;
+    if p.as_ptr() as usize & (align - 1) != 0 {
+        unmap(p.as_ptr(), size);
+        return None;
+    }
+    Some(p)
+}
+
+fn map_over_reserved(size: usize, align: usize) -> Option<NonNull<u8>> {
     let over = size.checked_add(align)?;
-    let raw = map(over)?;
+    let raw = map(over, ptr::null_mut(), 0)?;
     let start = raw.as_ptr() as usize;
     let aligned = align_up(start, align)?;
     let head = aligned - start;
@@ -56,24 +88,24 @@ pub fn map_aligned(size: usize, align: usize) -> Option<NonNull<u8>> {
     NonNull::new(aligned as *mut u8)
 }
 
-fn map(size: usize) -> Option<NonNull<u8>> {
-    // SAFETY: an anonymous private mapping at an address of the kernel's choosing touches no
-    // existing memory; the result is checked for MAP_FAILED.
+fn map(size: usize, hint: *mut u8, extra_flags: libc::c_int) -> Option<NonNull<u8>> {
+    // SAFETY: an anonymous private mapping without MAP_FIXED (MAP_FIXED_NOREPLACE refuses to
+    // replace anything) touches no existing memory; the result is checked for MAP_FAILED.
     let p = unsafe {
         libc::mmap(
-            ptr::null_mut(),
+            hint.cast(),
             size,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | extra_flags,
             -1,
             0,
         )
     };
     if p == libc::MAP_FAILED {
-        None
-    } else {
-        NonNull::new(p.cast())
+        return None;
     }
+    LOWEST_MAPPING.fetch_min(p as usize, Ordering::Relaxed);
+    NonNull::new(p.cast())
 }
 
 /// Gives a range back to the OS entirely.

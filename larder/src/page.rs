@@ -22,16 +22,18 @@ pub struct Block {
     pub next: *mut Block,
 }
 
-/// State of a page that is not in use, shared with the purger thread.
+/// State of a page that is not in use, shared with the purger thread. `PURGED` is zero, so an
+/// all-zero `Page` is an unused page over untouched memory: a segment fresh from the OS need
+/// not write its page table (see `Segment::create`).
 pub mod purge_state {
-    /// The page holds blocks (its lists are live).
-    pub const IN_USE: u8 = 0;
+    /// Free and given back: reads as zero.
+    pub const PURGED: u8 = 0;
     /// Free, its memory still resident.
     pub const FREE_DIRTY: u8 = 1;
     /// Free, the purger is giving its memory back right now.
     pub const PURGING: u8 = 2;
-    /// Free and given back: reads as zero.
-    pub const PURGED: u8 = 3;
+    /// The page holds blocks (its lists are live).
+    pub const IN_USE: u8 = 3;
 }
 
 /// Bytes carved into new blocks per `extend`: one OS page, so that a new size class costs one

@@ -187,7 +187,6 @@ impl Segment {
             stats::add_committed(first as isize);
         }
         let seg = base as *mut Segment;
-        let now = os::now_ms();
         // SAFETY: the span is SEGMENT_SIZE bytes of mapped memory that nothing else uses; the
         // header and page array fit in `first` bytes.
         unsafe {
@@ -210,10 +209,18 @@ impl Segment {
                     abandoned_next: ptr::null_mut(),
                 },
             );
+        }
+        // Memory that reads as zero already holds unused pages (`purge_state::PURGED` is zero;
+        // `fresh_tail` is set when a page is taken): writing them would fault in every OS page
+        // of the page table now, though a short program uses only the first few pages.
+        if !zeroed {
+            let now = os::now_ms();
             for i in 0..page_count {
-                let page = Segment::page(seg, i);
-                ptr::write(page, Page::unused());
-                if !zeroed {
+                // SAFETY: i < page_count; the page table lies inside the header, in `first`
+                // bytes of the span.
+                unsafe {
+                    let page = Segment::page(seg, i);
+                    ptr::write(page, Page::unused());
                     let (_, bytes) = Segment::page_area(seg, i);
                     (*page)
                         .purge
@@ -426,9 +433,6 @@ fn obtain_span(size: usize, align: usize) -> Option<(usize, usize, bool)> {
             return Some(span);
         }
     }
-    if !segment_map::ensure() {
-        return None;
-    }
     let base = os::map_aligned(size, align)?.as_ptr() as usize;
     if base + size > segment_map::ADDRESS_LIMIT {
         os::unmap(base as *mut u8, size);
@@ -472,9 +476,6 @@ pub fn alloc_single(size: usize, align: usize) -> Option<(*mut u8, bool)> {
 /// A block aligned above half a segment: the header sits one chunk before the block, whose chunk
 /// the segment map marks `ALIGNED_TAIL`.
 fn alloc_over_aligned(size: usize, align: usize) -> Option<(*mut u8, bool)> {
-    if !segment_map::ensure() {
-        return None;
-    }
     let page = os::page_size();
     let block_bytes = os::align_up(size, page)?;
     let reserve = SEGMENT_SIZE.checked_add(block_bytes)?.checked_add(align)?;
@@ -630,5 +631,31 @@ pub unsafe fn unlock_all_after_fork() {
     unsafe {
         ABANDONED.unlock_after_fork();
         REGISTRY.unlock_after_fork();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zeroed_page_metadata_is_an_unused_purged_page() {
+        // SAFETY: every field of `Page` (pointers, integers, bools, atomics) is valid as zero.
+        let page: Page = unsafe { core::mem::zeroed() };
+        assert!(!page.in_use());
+        assert_eq!(page.purge.load(Ordering::Relaxed), purge_state::PURGED);
+    }
+
+    #[test]
+    fn consecutive_segments_are_aligned() {
+        let spans: [usize; 3] = core::array::from_fn(|_| {
+            os::map_aligned(SEGMENT_SIZE, SEGMENT_SIZE)
+                .expect("mmap")
+                .as_ptr() as usize
+        });
+        for base in spans {
+            assert_eq!(base % SEGMENT_SIZE, 0);
+            os::unmap(base as *mut u8, SEGMENT_SIZE);
+        }
     }
 }

@@ -1,16 +1,16 @@
 //! The map of the segments larder owns: one byte per 4 MiB chunk of the address space, so that
-//! "is this pointer ours?" is one load. The map is a lazily-zeroed mapping of 32 MiB of address
-//! space (the 47-bit user address space in 4 MiB chunks); only the few pages covering addresses
-//! larder uses are ever touched.
+//! "is this pointer ours?" is one load. The map is a zero-initialised static of 32 MiB (the
+//! 47-bit user address space in 4 MiB chunks): it lives in .bss, which the loader maps with the
+//! program at no extra system call and the kernel fills lazily, so only the few pages covering
+//! addresses larder uses are ever touched. (A mapping made on first use cost a short-lived
+//! process one mmap more and a null check on every lookup.)
 //!
 //! A chunk is either not larder's (0), the start of a segment (`SEGMENT_START`), or the first
 //! chunk after a segment whose block needed an alignment above half a segment
 //! (`ALIGNED_TAIL`): its header lies one chunk before.
 
-use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
 
-use crate::os;
 use crate::segment::{SEGMENT_SHIFT, SEGMENT_SIZE};
 
 /// Addresses at or above this are never larder's (user space on x86-64 and aarch64 with 4-level
@@ -23,59 +23,29 @@ pub const SEGMENT_START: u8 = 1;
 /// Map entry: the chunk holds an over-aligned block whose segment header is one chunk before.
 pub const ALIGNED_TAIL: u8 = 2;
 
-static MAP: AtomicPtr<AtomicU8> = AtomicPtr::new(ptr::null_mut());
+static MAP: [AtomicU8; ENTRIES] = [const { AtomicU8::new(0) }; ENTRIES];
 
-fn map_base() -> *mut AtomicU8 {
-    let base = MAP.load(Ordering::Acquire);
-    if !base.is_null() {
-        return base;
-    }
-    init_map()
-}
-
-#[cold]
-fn init_map() -> *mut AtomicU8 {
-    let Some(fresh) = os::map_aligned(ENTRIES, os::page_size()) else {
-        return ptr::null_mut();
-    };
-    let fresh = fresh.as_ptr().cast::<AtomicU8>();
-    match MAP.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => fresh,
-        Err(winner) => {
-            os::unmap(fresh.cast(), ENTRIES);
-            winner
-        }
-    }
-}
-
-/// Makes sure the map exists; returns false if it cannot be mapped (then larder cannot
-/// allocate).
+/// Whether the map exists; always true now that it is static (callers written for a map made on
+/// first use still ask).
 pub fn ensure() -> bool {
-    !map_base().is_null()
+    true
 }
 
-/// Records the entry of the chunk holding `addr`. `addr` must be below `ADDRESS_LIMIT` and the
-/// map must exist (`ensure`).
+/// Records the entry of the chunk holding `addr`. `addr` must be below `ADDRESS_LIMIT`.
 pub fn set(addr: usize, entry: u8) {
-    let base = MAP.load(Ordering::Acquire);
-    debug_assert!(!base.is_null() && addr < ADDRESS_LIMIT);
-    if base.is_null() || addr >= ADDRESS_LIMIT {
-        return;
+    debug_assert!(addr < ADDRESS_LIMIT);
+    if let Some(slot) = MAP.get(addr >> SEGMENT_SHIFT) {
+        slot.store(entry, Ordering::Release);
     }
-    // SAFETY: the index is below ENTRIES because addr < ADDRESS_LIMIT, and the map is ENTRIES
-    // bytes long.
-    unsafe { (*base.add(addr >> SEGMENT_SHIFT)).store(entry, Ordering::Release) };
 }
 
 /// The map entry of the chunk holding `addr` (0 for anything larder does not own).
 #[inline]
 pub fn entry(addr: usize) -> u8 {
-    let base = MAP.load(Ordering::Relaxed);
-    if base.is_null() || addr >= ADDRESS_LIMIT {
-        return 0;
+    match MAP.get(addr >> SEGMENT_SHIFT) {
+        Some(slot) => slot.load(Ordering::Relaxed),
+        None => 0,
     }
-    // SAFETY: as in `set`, the index is in bounds.
-    unsafe { (*base.add(addr >> SEGMENT_SHIFT)).load(Ordering::Relaxed) }
 }
 
 /// The base of the segment owning `addr`, or `None` when larder does not own it.
