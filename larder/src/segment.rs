@@ -388,20 +388,29 @@ impl Segment {
         ABANDONED_HINT.store(list.1, Ordering::Relaxed);
     }
 
-    /// Takes one abandoned segment, if any.
-    pub fn take_abandoned() -> *mut Segment {
+    /// Takes an abandoned segment of `kind` (of any kind when `None`), if any.
+    pub fn take_abandoned(kind: Option<Kind>) -> *mut Segment {
         if ABANDONED_HINT.load(Ordering::Relaxed) == 0 {
             return ptr::null_mut();
         }
         let mut list = ABANDONED.lock();
-        let seg = list.0;
-        if !seg.is_null() {
-            // SAFETY: listed segments are active and only reachable through the list.
-            list.0 = unsafe { (*seg).abandoned_next };
-            list.1 -= 1;
-            ABANDONED_HINT.store(list.1, Ordering::Relaxed);
+        let mut link: *mut *mut Segment = &mut list.0;
+        // SAFETY: the abandoned lock is held; listed segments are active and their
+        // `abandoned_next` links are only changed under the lock.
+        unsafe {
+            while !(*link).is_null() {
+                let seg = *link;
+                if kind.is_none_or(|k| (*seg).kind == k) {
+                    *link = (*seg).abandoned_next;
+                    (*seg).abandoned_next = ptr::null_mut();
+                    list.1 -= 1;
+                    ABANDONED_HINT.store(list.1, Ordering::Relaxed);
+                    return seg;
+                }
+                link = &raw mut (*seg).abandoned_next;
+            }
         }
-        seg
+        ptr::null_mut()
     }
 }
 
