@@ -8,6 +8,7 @@ static GLOBAL: larder::Larder = larder::Larder;
 fn reclaim_takes_what_the_heap_needs() {
     a_small_block_does_not_reclaim_a_medium_segment();
     a_heap_with_free_pages_reclaims_no_more_segments();
+    a_segment_emptied_by_other_threads_is_released();
 }
 
 /// Starts a thread that allocates one block of each size in `sizes`, keeps them, and exits, so
@@ -87,4 +88,25 @@ fn a_heap_with_free_pages_reclaims_no_more_segments() {
     free_blocks(first);
     free_blocks(second);
     larder::collect(true);
+}
+
+fn a_segment_emptied_by_other_threads_is_released() {
+    larder::collect(true);
+    let before = larder::stats();
+    let sizes: &'static [usize] = &[100; 1000];
+    let blocks = abandon_blocks(sizes);
+    // A small segment, and a medium one for the returned list of blocks.
+    assert!(larder::stats().abandoned_segments > before.abandoned_segments);
+    // Remote frees: this thread's heap does not reclaim the segment.
+    free_blocks(blocks);
+    // The purger's work once the segment has been abandoned for the purge delay, done now
+    // without reclaiming (`collect(true)` would reclaim).
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    larder::collect(false);
+    let after = larder::stats();
+    assert_eq!(
+        after.abandoned_segments, before.abandoned_segments,
+        "{after:?}"
+    );
+    assert_eq!(after.segments, before.segments, "{after:?}");
 }
