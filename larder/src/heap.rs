@@ -9,7 +9,8 @@
 //! creates the real heap.
 //!
 //! Threads that exit abandon their segments (a pthread key destructor runs for Rust and C
-//! threads alike); any heap that needs a page reclaims them first.
+//! threads alike); a heap that needs a page and has no free page of its own reclaims one of
+//! them (of the kind it needs) before it creates a segment.
 
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
@@ -461,13 +462,34 @@ unsafe fn find_page(heap: &mut Heap, bin: usize) -> *mut Page {
                 page = next;
             }
         }
+        // A free page of our own first, then abandoned segments, one at a time: a heap that
+        // reclaimed more than it needs would sit on free pages while the other threads, with
+        // nothing left to reclaim, create segments.
+        let kind = kind_of_bin(bin);
         // SAFETY: the heap is ours.
-        if !unsafe { reclaim_one(heap) } {
+        if unsafe { has_free_page(heap, kind) } || !unsafe { reclaim_one(heap, Some(kind)) } {
             break;
         }
     }
     // SAFETY: the heap is ours.
     unsafe { fresh_page(heap, bin) }
+}
+
+/// The kind of segment whose pages hold blocks of `bin`.
+fn kind_of_bin(bin: usize) -> Kind {
+    if size_class::class_size(bin) <= SMALL_MAX {
+        Kind::Small
+    } else {
+        Kind::Medium
+    }
+}
+
+/// Whether one of the heap's segments of `kind` has a page not in use.
+unsafe fn has_free_page(heap: &Heap, kind: Kind) -> bool {
+    let seg = heap.segments[kind_index(kind)].head;
+    // SAFETY: segments on our lists are active and owned by this heap; those with free pages
+    // come first, so the head answers for all.
+    !seg.is_null() && unsafe { Segment::find_free_page(seg) }.is_some()
 }
 
 /// Moves a page with no free block to the full list, where the slow path does not look; the
@@ -504,11 +526,7 @@ unsafe fn unfull(heap: &mut Heap, page: *mut Page) {
 /// Takes a page not in use from the heap's segments (or a new segment) and sets it up for `bin`.
 unsafe fn fresh_page(heap: &mut Heap, bin: usize) -> *mut Page {
     let class = size_class::class_size(bin);
-    let kind = if class <= SMALL_MAX {
-        Kind::Small
-    } else {
-        Kind::Medium
-    };
+    let kind = kind_of_bin(bin);
     let k = kind_index(kind);
     let mut seg = heap.segments[k].head;
     let mut index = if seg.is_null() {
@@ -630,13 +648,22 @@ unsafe fn process_delayed(heap: &mut Heap) {
 // ---------------------------------------------------------------------------------------------
 // Abandon and reclaim.
 
-/// Takes one abandoned segment into this heap. Returns false when there was none.
-unsafe fn reclaim_one(heap: &mut Heap) -> bool {
-    let seg = Segment::take_abandoned();
+/// Takes one abandoned segment of `kind` (any kind when `None`) into this heap. Returns false
+/// when there was none.
+unsafe fn reclaim_one(heap: &mut Heap, kind: Option<Kind>) -> bool {
+    let seg = Segment::take_abandoned(kind);
     if seg.is_null() {
         return false;
     }
     // SAFETY: the segment came off the abandoned list, so nobody else owns it.
+    unsafe { adopt(heap, seg) };
+    true
+}
+
+/// Makes `seg`, just taken off the abandoned list, this heap's: collects every page, frees the
+/// empty ones that the heap has no use for (and the segment, when all are) and queues the rest.
+unsafe fn adopt(heap: &mut Heap, seg: *mut Segment) {
+    // SAFETY: the caller took the segment off the abandoned list, so nobody else owns it.
     unsafe {
         (*seg).owner.store(heap, Ordering::Release);
         let k = kind_index((*seg).kind);
@@ -652,15 +679,19 @@ unsafe fn reclaim_one(heap: &mut Heap) -> bool {
             (*page).next = ptr::null_mut();
             (*page).prev = ptr::null_mut();
             (*page).collect();
-            if (*page).used == 0 {
+            let bin = (*page).bin as usize;
+            // An empty page is kept for its bin when the heap has none there yet: the next
+            // thread of a program that starts threads over and over then uses the pages of its
+            // predecessor for the same sizes, and their resident memory stays what one thread
+            // needs, instead of the union of what every bin ever carved in every page.
+            if (*page).used == 0 && !heap.queues[bin].first.is_null() {
                 if Segment::free_page(seg, i) {
                     seglist_remove(&mut heap.segments[k], seg);
                     Segment::release(seg);
-                    return true;
+                    return;
                 }
                 continue;
             }
-            let bin = (*page).bin as usize;
             if (*page).free.is_null() {
                 (*page).is_full = true;
                 queue_push_back(&mut heap.full, page);
@@ -677,7 +708,6 @@ unsafe fn reclaim_one(heap: &mut Heap) -> bool {
             seglist_push_back(&mut heap.segments[k], seg);
         }
     }
-    true
 }
 
 /// Calls `f` on every page of the heap (bin queues and full list). `f` may unlink the page.
@@ -749,7 +779,7 @@ pub fn collect(force: bool) {
         if (*heap).is_real {
             let heap = &mut *heap;
             process_delayed(heap);
-            while force && reclaim_one(heap) {}
+            while force && reclaim_one(heap, None) {}
             for_each_page(heap, |heap, page| {
                 (*page).collect();
                 if (*page).is_full && !(*page).free.is_null() {

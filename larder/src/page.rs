@@ -187,6 +187,20 @@ impl Page {
     /// The page must be in use and owned by the calling thread.
     pub unsafe fn collect(&mut self) {
         // SAFETY: forwarded from the caller.
+        unsafe { self.collect_frees() };
+        if self.free.is_null() {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.extend() };
+        }
+    }
+
+    /// Moves the blocks freed locally and remotely onto `free`, carving nothing.
+    ///
+    /// # Safety
+    /// The page must be in use and owned by the calling thread (or, abandoned, held off the
+    /// abandoned list by it).
+    pub unsafe fn collect_frees(&mut self) {
+        // SAFETY: forwarded from the caller.
         let remote = unsafe { crate::remote::take_thread_free(self) };
         if !remote.is_null() {
             // SAFETY: the taken list holds blocks of this page, each freed exactly once.
@@ -207,10 +221,6 @@ impl Page {
             }
             self.local_free = ptr::null_mut();
             self.free_is_zero = false;
-        }
-        if self.free.is_null() {
-            // SAFETY: forwarded from the caller.
-            unsafe { self.extend() };
         }
     }
 }

@@ -109,8 +109,10 @@ extern "C" fn purger_main(_: *mut libc::c_void) -> *mut libc::c_void {
 }
 
 /// Purges every free page and cached span that became free before `cutoff_ms`; with `force`,
-/// also unmaps every purged cached span. Returns the bytes purged.
+/// also unmaps every purged cached span. Returns the bytes purged. First frees the pages that
+/// other threads emptied in segments abandoned before `cutoff_ms`, for a later call to purge.
 pub fn purge_expired(cutoff_ms: u64, force: bool) -> usize {
+    crate::segment::reap_abandoned(cutoff_ms);
     let mut purged = cache::purge_expired(cutoff_ms, force);
     let reg = REGISTRY.lock();
     reg.for_each(|seg| {

@@ -79,6 +79,8 @@ pub struct Segment {
     reg_prev: *mut Segment,
     /// Link in the abandoned list.
     pub abandoned_next: *mut Segment,
+    /// When the segment was abandoned (milliseconds, `os::now_ms`).
+    abandoned_at: u64,
 }
 
 /// All small and medium segments, for the purger and for stats. Holding this lock also keeps
@@ -207,6 +209,7 @@ impl Segment {
                     reg_next: ptr::null_mut(),
                     reg_prev: ptr::null_mut(),
                     abandoned_next: ptr::null_mut(),
+                    abandoned_at: 0,
                 },
             );
         }
@@ -389,27 +392,111 @@ impl Segment {
     pub unsafe fn abandon(seg: *mut Segment) {
         let mut list = ABANDONED.lock();
         // SAFETY: the abandoned lock is held; `seg` is not on the list.
-        unsafe { (*seg).abandoned_next = list.0 };
+        unsafe {
+            (*seg).abandoned_next = list.0;
+            (*seg).abandoned_at = os::now_ms();
+        }
         list.0 = seg;
         list.1 += 1;
         ABANDONED_HINT.store(list.1, Ordering::Relaxed);
     }
 
-    /// Takes one abandoned segment, if any.
-    pub fn take_abandoned() -> *mut Segment {
+    /// Takes an abandoned segment of `kind` (of any kind when `None`), if any.
+    pub fn take_abandoned(kind: Option<Kind>) -> *mut Segment {
         if ABANDONED_HINT.load(Ordering::Relaxed) == 0 {
             return ptr::null_mut();
         }
         let mut list = ABANDONED.lock();
-        let seg = list.0;
-        if !seg.is_null() {
-            // SAFETY: listed segments are active and only reachable through the list.
-            list.0 = unsafe { (*seg).abandoned_next };
-            list.1 -= 1;
-            ABANDONED_HINT.store(list.1, Ordering::Relaxed);
+        let mut link: *mut *mut Segment = &mut list.0;
+        // SAFETY: the abandoned lock is held; listed segments are active and their
+        // `abandoned_next` links are only changed under the lock.
+        unsafe {
+            while !(*link).is_null() {
+                let seg = *link;
+                if kind.is_none_or(|k| (*seg).kind == k) {
+                    *link = (*seg).abandoned_next;
+                    (*seg).abandoned_next = ptr::null_mut();
+                    list.1 -= 1;
+                    ABANDONED_HINT.store(list.1, Ordering::Relaxed);
+                    return seg;
+                }
+                link = &raw mut (*seg).abandoned_next;
+            }
         }
-        seg
+        ptr::null_mut()
     }
+}
+
+/// Collects the blocks that other threads freed to the segments abandoned before `cutoff_ms`,
+/// frees the pages that emptied, so that the purger can give them back, and releases the
+/// segments that emptied. Without this, a segment whose blocks were all freed by other threads
+/// after its thread exited stays committed until some heap runs out of pages and happens to
+/// reclaim it, which may be never. Younger segments are left alone: a heap that reclaims one
+/// soon uses its empty pages for the same sizes again. Called from `purge::purge_expired` (the
+/// purger's tick and `larder::collect`).
+pub fn reap_abandoned(cutoff_ms: u64) {
+    if ABANDONED_HINT.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let mut chain: *mut Segment = ptr::null_mut();
+    {
+        let mut list = ABANDONED.lock();
+        let mut link: *mut *mut Segment = &mut list.0;
+        let mut taken = 0;
+        // SAFETY: the abandoned lock is held; listed segments are active and their
+        // `abandoned_next` links are only changed under the lock.
+        unsafe {
+            while !(*link).is_null() {
+                let seg = *link;
+                if (*seg).abandoned_at <= cutoff_ms {
+                    *link = (*seg).abandoned_next;
+                    (*seg).abandoned_next = chain;
+                    chain = seg;
+                    taken += 1;
+                } else {
+                    link = &raw mut (*seg).abandoned_next;
+                }
+            }
+        }
+        list.1 -= taken;
+        ABANDONED_HINT.store(list.1, Ordering::Relaxed);
+    }
+    while !chain.is_null() {
+        let seg = chain;
+        // SAFETY: the segments taken off the list are active and nobody else owns them; until
+        // they are listed again this thread does, so it may change their pages' owner-only
+        // fields (other threads' frees only push onto `thread_free`).
+        unsafe {
+            chain = (*seg).abandoned_next;
+            (*seg).abandoned_next = ptr::null_mut();
+            if !reap(seg) {
+                Segment::abandon(seg);
+            }
+        }
+    }
+}
+
+/// Frees the empty pages of `seg`, held off the abandoned list, and releases it when all are.
+/// Returns whether it was released.
+///
+/// # Safety
+/// `seg` must be an active small or medium segment that nobody owns and that is on no list.
+unsafe fn reap(seg: *mut Segment) -> bool {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        for i in 0..(*seg).page_count as usize {
+            let page = Segment::page(seg, i);
+            if !(*page).in_use() {
+                continue;
+            }
+            (*page).collect_frees();
+            if (*page).used == 0 && Segment::free_page(seg, i) {
+                Segment::release(seg);
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// Abandoned segments (head, count).
@@ -535,6 +622,7 @@ unsafe fn init_single(
                 reg_next: ptr::null_mut(),
                 reg_prev: ptr::null_mut(),
                 abandoned_next: ptr::null_mut(),
+                abandoned_at: 0,
             },
         );
         let page = Segment::page(seg, 0);
