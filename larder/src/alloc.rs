@@ -123,6 +123,7 @@ fn count_free(requested: u64, block_size: u64) {
             stats::bump(&c.free_count, 1);
             stats::bump(&c.freed_requested_bytes, requested);
             stats::bump(&c.freed_bytes, block_size);
+            heap::publish_frees_if_behind();
             return;
         }
     }

@@ -427,6 +427,29 @@ fn publish_live(heap: &mut Heap) {
     heap.flushed_live = live;
 }
 
+/// Unpublished frees beyond which a thread publishes from a free path: a thread that only frees
+/// (blocks other threads made, or its own after its last allocation) never runs the allocation
+/// slow path, and without this the global live bytes, and so the peak, would stay too high.
+const UNPUBLISHED_FREES_MAX: isize = 256 << 10;
+
+fn publish_if_behind(heap: &mut Heap) {
+    if heap.counters.live_delta() - heap.flushed_live < -UNPUBLISHED_FREES_MAX {
+        publish_live(heap);
+    }
+}
+
+/// Publishes the calling thread's frees if many are unpublished (called from the counted free
+/// paths: remote and large frees).
+pub fn publish_frees_if_behind() {
+    let heap = current();
+    // SAFETY: the current heap is the calling thread's own (EMPTY_HEAP is only read).
+    unsafe {
+        if (*heap).is_real {
+            publish_if_behind(&mut *heap);
+        }
+    }
+}
+
 /// Publishes the calling thread's live bytes for the peak now (after a large allocation, which
 /// can move the peak by megabytes between two slow paths).
 pub fn publish_live_now() {
@@ -583,6 +606,7 @@ pub unsafe fn local_free_slow(heap: *mut Heap, page: *mut Page) {
         }
         if (*page).used == 0 {
             page_became_empty(heap, page, false);
+            publish_if_behind(heap);
         }
     }
 }
