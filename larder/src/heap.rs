@@ -831,6 +831,11 @@ struct HeapList {
     live: *mut Heap,
     live_count: usize,
     free: *mut Heap,
+    /// The part of the last chunk of heap structs not handed out yet: `[carve_next, carve_end)`.
+    /// Structs are carved one at a time, so a process with one thread touches one struct's
+    /// pages of the chunk, not all sixteen (page faults at start-up).
+    carve_next: usize,
+    carve_end: usize,
 }
 // SAFETY: only touched under its lock.
 unsafe impl Send for HeapList {}
@@ -838,6 +843,8 @@ static HEAPS: Lock<HeapList> = Lock::new(HeapList {
     live: ptr::null_mut(),
     live_count: 0,
     free: ptr::null_mut(),
+    carve_next: 0,
+    carve_end: 0,
 });
 
 const INIT_NONE: u8 = 0;
@@ -899,30 +906,30 @@ fn init_thread_heap() -> *mut Heap {
 /// A fresh heap struct, registered as live.
 fn take_heap_struct() -> *mut Heap {
     let mut heaps = HEAPS.lock();
-    if heaps.free.is_null() {
-        // Carve a new chunk of heap structs.
-        let chunk = 64 * 1024;
-        let Some(mem) = os::map_aligned(chunk, os::page_size()) else {
-            return ptr::null_mut();
-        };
-        stats::add_reserved(chunk as isize);
-        stats::add_committed(chunk as isize);
-        let count = chunk / core::mem::size_of::<Heap>();
-        for i in 0..count {
-            // SAFETY: the chunk holds `count` heap structs, correctly aligned (page-aligned base,
-            // struct size a multiple of its alignment).
-            unsafe {
-                let h = mem.as_ptr().cast::<Heap>().add(i);
-                ptr::write(h, Heap::new(true));
-                (*h).next_heap = heaps.free;
-                heaps.free = h;
-            }
+    let size = core::mem::size_of::<Heap>();
+    let heap = if !heaps.free.is_null() {
+        let heap = heaps.free;
+        // SAFETY: heaps on the free list are valid structs nobody uses.
+        heaps.free = unsafe { (*heap).next_heap };
+        heap
+    } else {
+        if heaps.carve_end - heaps.carve_next < size {
+            let chunk = 64 * 1024;
+            let Some(mem) = os::map_aligned(chunk, os::page_size()) else {
+                return ptr::null_mut();
+            };
+            stats::add_reserved(chunk as isize);
+            stats::add_committed(chunk as isize);
+            heaps.carve_next = mem.as_ptr() as usize;
+            heaps.carve_end = heaps.carve_next + chunk;
         }
-    }
-    let heap = heaps.free;
-    // SAFETY: heaps on the free list are valid structs nobody uses.
+        let heap = heaps.carve_next as *mut Heap;
+        heaps.carve_next += size;
+        heap
+    };
+    // SAFETY: `heap` is unused memory for one heap struct, aligned (a page-aligned chunk carved
+    // in steps of the struct's size, a multiple of its alignment).
     unsafe {
-        heaps.free = (*heap).next_heap;
         ptr::write(heap, Heap::new(true));
         (*heap).next_heap = heaps.live;
         if !heaps.live.is_null() {
