@@ -80,8 +80,10 @@ pub unsafe fn unlock_after_fork() {
 /// much larger than the request is split: a dirty span may be at most twice `min`, so a small
 /// block does not pin much resident memory; a purged one at most a segment larger (its untouched
 /// part costs only address space). The rest goes back to the OS up to the next segment boundary,
-/// and what lies beyond it stays cached as a span of its own.
-pub fn take(min: usize) -> Option<(usize, usize, bool)> {
+/// and what lies beyond it stays cached as a span of its own. With `exact` (a small or medium
+/// segment, whose pages cover exactly `min` bytes, so that nothing past them would ever be
+/// purged or counted) a larger span is always split at `min`.
+pub fn take(min: usize, exact: bool) -> Option<(usize, usize, bool)> {
     let e = {
         let mut cache = CACHE.lock();
         let mut best: Option<usize> = None;
@@ -106,7 +108,9 @@ pub fn take(min: usize) -> Option<(usize, usize, bool)> {
     if e.dirty {
         purge::remove_dirty(e.size);
     }
-    let limit = if e.dirty {
+    let limit = if exact {
+        min
+    } else if e.dirty {
         min.saturating_mul(2)
     } else {
         min.saturating_add(SEGMENT_SIZE)
@@ -136,9 +140,12 @@ fn split(e: Entry, keep: usize) {
         // The rest starts a span: its first bytes become a dead segment header (a stale free
         // into them is refused), then the map marks it larder's.
         let rest = boundary as *mut Segment;
-        // SAFETY: [boundary, end) is mapped and ours, unused, and segment-aligned; the state
-        // byte is a plain atomic store into it.
-        unsafe { (*rest).state.store(0, Ordering::Release) };
+        if e.dirty {
+            // SAFETY: [boundary, end) is mapped and ours, unused, and segment-aligned; the state
+            // byte is a plain atomic store into it.
+            unsafe { (*rest).state.store(0, Ordering::Release) };
+        }
+        // (A purged span reads as zero already: writing would fault in a page nobody counts.)
         segment_map::set(boundary, segment_map::SEGMENT_START);
         put(boundary, end - boundary, e.dirty);
     }
@@ -152,7 +159,7 @@ pub fn put(base: usize, size: usize, dirty: bool) {
         // A full cache makes room by unmapping its oldest purged span: a span just freed is
         // the likelier to be asked for again, and only a dirty one saves page faults.
         let mut evicted = None;
-        if cache.len == SLOTS {
+        if cache.len == SLOTS && cache.bytes + size <= MAX_CACHED_BYTES {
             if let Some(oldest) = (0..cache.len)
                 .filter(|&i| !cache.entries[i].dirty)
                 .min_by_key(|&i| cache.entries[i].cached_at)
@@ -256,7 +263,7 @@ mod tests {
         unsafe { (base as *mut u8).add(size - 1).write(0xa5) };
         put(base, size, true);
         let want = SEGMENT_SIZE + (3 << 12);
-        let (got, got_size, zero) = take(want).expect("the cached span fits");
+        let (got, got_size, zero) = take(want, false).expect("the cached span fits");
         assert_eq!(
             (got, got_size, zero),
             (base, want, false),
@@ -268,7 +275,7 @@ mod tests {
             segment_map::entry(base + 2 * SEGMENT_SIZE),
             segment_map::SEGMENT_START
         );
-        let (rest, rest_size, zero) = take(5 * SEGMENT_SIZE).expect("the rest is cached");
+        let (rest, rest_size, zero) = take(5 * SEGMENT_SIZE, false).expect("the rest is cached");
         assert_eq!(
             (rest, rest_size, zero),
             (base + 2 * SEGMENT_SIZE, 5 * SEGMENT_SIZE + (5 << 12), false)
@@ -279,5 +286,29 @@ mod tests {
         stats::add_committed(-((want + rest_size) as isize));
         release_span(rest, rest_size);
         release_span(base, want);
+    }
+
+    #[test]
+    fn a_segment_never_takes_more_than_a_segment() {
+        // A dirty span a little over a segment (a freed large block): a small segment's pages
+        // would cover only its first 4 MiB, and its tail would later be cached as reading zero
+        // while it still held the block's bytes.
+        let size = SEGMENT_SIZE + (3 << 19) + (7 << 12);
+        let base = mapped_span(size);
+        // SAFETY: the span is mapped and unused.
+        unsafe { (base as *mut u8).add(size - 1).write(0x5a) };
+        put(base, size, true);
+        let (got, got_size, zero) = take(SEGMENT_SIZE, true).expect("the cached span fits");
+        assert_eq!((got, got_size, zero), (base, SEGMENT_SIZE, false));
+        let tail = size - SEGMENT_SIZE;
+        let (rest, rest_size, zero) = take(tail, false).expect("the tail is cached");
+        assert_eq!(
+            (rest, rest_size, zero),
+            (base + SEGMENT_SIZE, tail, false),
+            "still dirty"
+        );
+        stats::add_committed(-((SEGMENT_SIZE + tail) as isize));
+        release_span(rest, rest_size);
+        release_span(base, SEGMENT_SIZE);
     }
 }

@@ -45,7 +45,14 @@ pub fn map_aligned(size: usize, align: usize) -> Option<NonNull<u8>> {
         // Every mapping is page aligned: no over-reserve, no trim.
         return map(size, ptr::null_mut(), 0);
     }
-    map_below_lowest(size, align).or_else(|| map_over_reserved(size, align))
+    if let Some(p) = map_below_lowest(size, align) {
+        return Some(p);
+    }
+    let p = map_over_reserved(size, align)?;
+    // The range below the old hint is taken: aim below this mapping next time, even if it lies
+    // higher, rather than fail the same way on every later call.
+    LOWEST_MAPPING.store(p.as_ptr() as usize, Ordering::Relaxed);
+    Some(p)
 }
 
 /// The lowest address any larder mapping started at (`usize::MAX` before the first). The kernel
@@ -141,11 +148,13 @@ pub fn grow_in_place(addr: *mut u8, old_size: usize, new_size: usize) -> bool {
 /// Moves the pages of the mapping `[from, from + old_size)` to `to`, extended to `new_size`
 /// bytes, replacing whatever larder had mapped at `[to, to + new_size)`. The kernel moves page
 /// table entries: nothing is copied and nothing faults in again. The old range is unmapped.
-/// False (and both ranges as they were) when the kernel refuses.
+/// False when the kernel refuses: the old range is then intact, but the destination may already
+/// have been unmapped (Linux unmaps it before it checks the move), so the caller must not
+/// unmap it again.
 pub fn move_mapping(from: *mut u8, old_size: usize, new_size: usize, to: *mut u8) -> bool {
     // SAFETY: callers pass a whole mapping larder owns at `from` and a reservation larder owns
     // at `to`, neither overlapping the other; with MREMAP_FIXED the kernel only replaces the
-    // destination range, and on failure leaves both untouched.
+    // destination range, and on failure leaves the old range untouched.
     let p = unsafe {
         libc::mremap(
             from.cast(),

@@ -181,7 +181,7 @@ impl Segment {
             page_align.max(os::page_size()),
         )
         .unwrap_or(SEGMENT_SIZE);
-        let Some((base, mapped, zeroed)) = obtain_span(SEGMENT_SIZE, SEGMENT_SIZE) else {
+        let Some((base, mapped, zeroed)) = obtain_span(SEGMENT_SIZE, SEGMENT_SIZE, true) else {
             return ptr::null_mut();
         };
         if zeroed {
@@ -513,10 +513,11 @@ pub fn abandoned_count() -> usize {
 
 /// A span of `size` bytes aligned to `align` (at least a segment), from the cache or the OS,
 /// recorded in the segment map: `(base, mapped_size, reads_as_zero)`. The cache may hand out a
-/// span larger than asked for. Memory that reads as zero is not yet counted as committed.
-fn obtain_span(size: usize, align: usize) -> Option<(usize, usize, bool)> {
+/// span larger than asked for, unless `exact`. Memory that reads as zero is not yet counted as
+/// committed.
+fn obtain_span(size: usize, align: usize, exact: bool) -> Option<(usize, usize, bool)> {
     if align == SEGMENT_SIZE {
-        if let Some(span) = cache::take(size) {
+        if let Some(span) = cache::take(size, exact) {
             return Some(span);
         }
     }
@@ -548,7 +549,7 @@ pub fn alloc_single(size: usize, align: usize) -> Option<(*mut u8, bool)> {
     if total > isize::MAX as usize {
         return None;
     }
-    let (base, mapped, zeroed) = obtain_span(total, SEGMENT_SIZE)?;
+    let (base, mapped, zeroed) = obtain_span(total, SEGMENT_SIZE, false)?;
     if zeroed {
         stats::add_committed(mapped as isize);
     }
@@ -678,7 +679,9 @@ pub unsafe fn move_single(seg: *mut Segment, new_size: usize) -> Option<*mut Seg
     segment_map::set(old_base, 0);
     if !os::move_mapping(seg.cast(), old_size, new_size, dest as *mut u8) {
         segment_map::set(old_base, segment_map::SEGMENT_START);
-        os::unmap(dest as *mut u8, new_size);
+        // The reservation is left mapped, not unmapped: a failing mremap may already have
+        // unmapped it, and another thread may have mapped (and be using) those addresses since.
+        // Address space only (MAP_NORESERVE, never touched), and the kernel refuses rarely.
         return None;
     }
     segment_map::set(dest, segment_map::SEGMENT_START);
