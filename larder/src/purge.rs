@@ -41,9 +41,26 @@ pub fn dirty_bytes() -> usize {
 /// Records `bytes` of newly free, resident memory.
 pub fn add_dirty(bytes: usize) {
     DIRTY_BYTES.fetch_add(bytes as isize, Ordering::Relaxed);
+    wake();
+}
+
+/// Wakes the purger if it sleeps (new dirty memory, or a segment abandoned: other threads may
+/// empty it with their frees, and only the purger's pass releases it then).
+pub fn wake() {
     if ASLEEP.load(Ordering::Relaxed) == 1 {
         ASLEEP.store(0, Ordering::Relaxed);
         os::futex_wake(&ASLEEP, 1);
+    }
+}
+
+/// How long the purger sleeps with nothing dirty: long, unless abandoned segments wait to be
+/// reaped (then about once a second, so that one emptied by remote frees goes back within a
+/// second or so).
+fn idle_sleep_ms() -> u64 {
+    if crate::segment::abandoned_count() > 0 {
+        1000
+    } else {
+        60_000
     }
 }
 
@@ -98,7 +115,7 @@ extern "C" fn purger_main(_: *mut libc::c_void) -> *mut libc::c_void {
             ASLEEP.store(1, Ordering::Relaxed);
             // Re-check after announcing sleep, so a concurrent `add_dirty` cannot be missed.
             if DIRTY_BYTES.load(Ordering::SeqCst) <= 0 {
-                os::futex_wait(&ASLEEP, 1, Some(60_000));
+                os::futex_wait(&ASLEEP, 1, Some(idle_sleep_ms()));
             }
             ASLEEP.store(0, Ordering::Relaxed);
         }

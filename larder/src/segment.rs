@@ -399,6 +399,8 @@ impl Segment {
         list.0 = seg;
         list.1 += 1;
         ABANDONED_HINT.store(list.1, Ordering::Relaxed);
+        drop(list);
+        purge::wake();
     }
 
     /// Takes an abandoned segment of `kind` (of any kind when `None`), if any.
