@@ -409,13 +409,26 @@ unsafe fn grow_single(block: *mut u8, new_size: usize) -> Option<*mut u8> {
         }
         let mut seg = seg;
         if want > old_mapped {
-            if os::grow_in_place(seg.cast(), old_mapped, want) {
-                stats::add_reserved((want - old_mapped) as isize);
-                stats::add_committed((want - old_mapped) as isize);
-                (*seg).mapped_size = want;
+            // A block growing past its span is likely to grow again (a buffer appended to in
+            // small steps): map half as much again as it has, so that the next steps are
+            // bookkeeping, not a system call each. Untouched pages cost address space only.
+            let roomy = want.max(
+                old_mapped
+                    .saturating_add(old_mapped / 2)
+                    .min(want + (16 << 20)),
+            );
+            let roomy = os::align_up(roomy, os::page_size()).unwrap_or(want);
+            if let Some(mapped) = [roomy, want]
+                .into_iter()
+                .find(|&size| os::grow_in_place(seg.cast(), old_mapped, size))
+            {
+                stats::add_reserved((mapped - old_mapped) as isize);
+                stats::add_committed((mapped - old_mapped) as isize);
+                (*seg).mapped_size = mapped;
             } else {
                 // The address space behind is taken: move the pages rather than copy them.
-                seg = segment::move_single(seg, want)?;
+                seg =
+                    segment::move_single(seg, roomy).or_else(|| segment::move_single(seg, want))?;
             }
         }
         let page = Segment::page(seg, 0);
