@@ -418,17 +418,21 @@ unsafe fn grow_single(block: *mut u8, new_size: usize) -> Option<*mut u8> {
                     .min(want + (16 << 20)),
             );
             let roomy = os::align_up(roomy, os::page_size()).unwrap_or(want);
-            if let Some(mapped) = [roomy, want]
-                .into_iter()
-                .find(|&size| os::grow_in_place(seg.cast(), old_mapped, size))
+            // Roomy first, then just enough; one attempt when the two are the same.
+            let sizes = [roomy, want];
+            let sizes = &sizes[..if roomy == want { 1 } else { 2 }];
+            if let Some(&mapped) = sizes
+                .iter()
+                .find(|&&size| os::grow_in_place(seg.cast(), old_mapped, size))
             {
                 stats::add_reserved((mapped - old_mapped) as isize);
                 stats::add_committed((mapped - old_mapped) as isize);
                 (*seg).mapped_size = mapped;
             } else {
                 // The address space behind is taken: move the pages rather than copy them.
-                seg =
-                    segment::move_single(seg, roomy).or_else(|| segment::move_single(seg, want))?;
+                seg = sizes
+                    .iter()
+                    .find_map(|&size| segment::move_single(seg, size))?;
             }
         }
         let page = Segment::page(seg, 0);

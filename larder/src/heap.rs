@@ -441,23 +441,22 @@ fn publish_if_behind(heap: &mut Heap) {
 /// Publishes the calling thread's frees if many are unpublished (called from the counted free
 /// paths: remote and large frees).
 pub fn publish_frees_if_behind() {
-    let heap = current();
-    // SAFETY: the current heap is the calling thread's own (EMPTY_HEAP is only read).
-    unsafe {
-        if (*heap).is_real {
-            publish_if_behind(&mut *heap);
-        }
-    }
+    with_own_heap(publish_if_behind);
 }
 
 /// Publishes the calling thread's live bytes for the peak now (after a large allocation, which
 /// can move the peak by megabytes between two slow paths).
 pub fn publish_live_now() {
+    with_own_heap(publish_live);
+}
+
+/// Runs `f` on the calling thread's heap, if it has a real one.
+fn with_own_heap(f: fn(&mut Heap)) {
     let heap = current();
     // SAFETY: the current heap is the calling thread's own (EMPTY_HEAP is only read).
     unsafe {
         if (*heap).is_real {
-            publish_live(&mut *heap);
+            f(&mut *heap);
         }
     }
 }

@@ -523,14 +523,21 @@ fn obtain_span(size: usize, align: usize, exact: bool) -> Option<(usize, usize, 
             return Some(span);
         }
     }
+    let base = map_addressable(size, align)?;
+    segment_map::set(base, segment_map::SEGMENT_START);
+    stats::add_reserved(size as isize);
+    Some((base, size, true))
+}
+
+/// Fresh address space of `size` bytes aligned to `align`, below the segment map's reach (a
+/// mapping the kernel places higher is given back).
+fn map_addressable(size: usize, align: usize) -> Option<usize> {
     let base = os::map_aligned(size, align)?.as_ptr() as usize;
     if base + size > segment_map::ADDRESS_LIMIT {
         os::unmap(base as *mut u8, size);
         return None;
     }
-    segment_map::set(base, segment_map::SEGMENT_START);
-    stats::add_reserved(size as isize);
-    Some((base, size, true))
+    Some(base)
 }
 
 /// Header bytes before the block of a single segment (also the offset of an unaligned block).
@@ -671,11 +678,7 @@ pub unsafe fn move_single(seg: *mut Segment, new_size: usize) -> Option<*mut Seg
     let old_base = seg as usize;
     // SAFETY: forwarded from the caller: the header is valid.
     let old_size = unsafe { (*seg).mapped_size };
-    let dest = os::map_aligned(new_size, SEGMENT_SIZE)?.as_ptr() as usize;
-    if dest + new_size > segment_map::ADDRESS_LIMIT {
-        os::unmap(dest as *mut u8, new_size);
-        return None;
-    }
+    let dest = map_addressable(new_size, SEGMENT_SIZE)?;
     // The old entry goes first, as in `release_span`: once the pages move, another thread may
     // map the old addresses and mark them.
     segment_map::set(old_base, 0);
