@@ -299,7 +299,16 @@ unsafe fn free_generic(block: *mut u8, requested: u64) {
             }
             _ => {
                 count_free(requested, block_size);
-                remote::free_remote(&*page, block.cast());
+                let heap = heap::current();
+                let chain = if (*heap).is_real() {
+                    (*heap).pending_remote.get_mut((*page).bin as usize)
+                } else {
+                    None
+                };
+                match chain {
+                    Some(chain) => remote::free_remote_batched(chain, &*page, block.cast()),
+                    None => remote::free_remote(&*page, block.cast()),
+                }
             }
         }
     }
@@ -410,23 +419,24 @@ unsafe fn grow_single(block: *mut u8, new_size: usize) -> Option<*mut u8> {
         let mut seg = seg;
         if want > old_mapped {
             // A block growing past its span is likely to grow again (a buffer appended to in
-            // small steps): map half as much again as it has, so that the next steps are
-            // bookkeeping, not a system call each. Untouched pages cost address space only.
+            // small steps): reserve half as much again as it has, in whole segments, so that
+            // the next steps are bookkeeping, not a system call each. Untouched pages cost
+            // address space only.
             let roomy = want.max(
                 old_mapped
                     .saturating_add(old_mapped / 2)
                     .min(want + (16 << 20)),
             );
-            let roomy = os::align_up(roomy, os::page_size()).unwrap_or(want);
+            let roomy = os::align_up(roomy, SEGMENT_SIZE).unwrap_or(want);
+            let want_reserved = os::align_up(want, SEGMENT_SIZE).unwrap_or(want);
             // Roomy first, then just enough; one attempt when the two are the same.
-            let sizes = [roomy, want];
-            let sizes = &sizes[..if roomy == want { 1 } else { 2 }];
+            let sizes = [roomy, want_reserved];
+            let sizes = &sizes[..if roomy == want_reserved { 1 } else { 2 }];
             if let Some(&mapped) = sizes
                 .iter()
                 .find(|&&size| os::grow_in_place(seg.cast(), old_mapped, size))
             {
                 stats::add_reserved((mapped - old_mapped) as isize);
-                stats::add_committed((mapped - old_mapped) as isize);
                 (*seg).mapped_size = mapped;
             } else {
                 // The address space behind is taken: move the pages rather than copy them.
@@ -434,6 +444,14 @@ unsafe fn grow_single(block: *mut u8, new_size: usize) -> Option<*mut u8> {
                     .iter()
                     .find_map(|&size| segment::move_single(seg, size))?;
             }
+        }
+        if want > (*seg).touched {
+            stats::add_committed((want - (*seg).touched) as isize);
+            (*seg).touched = want;
+        }
+        if usable >= segment::HUGE_PAGE_BLOCK_MIN && !(*seg).huge_pages {
+            os::advise_huge_pages(seg.cast(), (*seg).mapped_size, true);
+            (*seg).huge_pages = true;
         }
         let page = Segment::page(seg, 0);
         (*page).block_size = usable;

@@ -10,7 +10,10 @@
 //! live bytes was tried, purging the oldest spans beyond it at once: on the large-block benchmark
 //! it cost 2 to 4 times the time for no lower peak RSS, so the purge delay alone bounds them.)
 //!
-//! Dirty spans count as committed whole; purged spans read as zero and count nothing.
+//! Each span records its dirty prefix: the bytes from its base that may be resident (a large
+//! block's span is reserved whole segments at a time, but only the block's pages were touched).
+//! The prefix counts as committed; past it, and in a purged span, memory reads as zero and
+//! counts nothing.
 
 use core::sync::atomic::Ordering;
 
@@ -20,45 +23,64 @@ use crate::{os, purge, segment_map, stats};
 
 /// Spans larger than this are huge blocks: unmapped at once on free, never cached.
 pub const MAX_CACHED_SPAN: usize = 64 << 20;
-const SLOTS: usize = 64;
-/// Cached bytes beyond which a new span is unmapped instead of cached.
-const MAX_CACHED_BYTES: usize = 1 << 30;
+/// Enough for the empty segments of a few hundred threads' worth of teardown.
+const SLOTS: usize = 256;
+/// Cached dirty bytes beyond which a new dirty span is unmapped instead of cached.
+const MAX_CACHED_DIRTY: usize = 1 << 30;
 /// A purged span left unused this long goes back to the OS entirely.
 const UNMAP_AFTER_MS: u64 = 10_000;
+
+/// Segment-aligned memory larder holds but no segment uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    /// First byte (a multiple of `SEGMENT_SIZE`).
+    pub base: usize,
+    /// Bytes mapped.
+    pub size: usize,
+    /// Bytes from `base` that may be resident and count as committed; the rest reads as zero.
+    pub dirty: usize,
+    /// The span is advised to the kernel for transparent huge pages (`os::advise_huge_pages`).
+    pub huge_pages: bool,
+}
+
 #[derive(Clone, Copy)]
 struct Entry {
-    base: usize,
-    size: usize,
+    span: Span,
     cached_at: u64,
-    dirty: bool,
 }
 
 struct Cache {
     entries: [Entry; SLOTS],
     len: usize,
     bytes: usize,
+    dirty: usize,
 }
 
 impl Cache {
     /// Removes entry `i` (the last one takes its place).
-    fn remove(&mut self, i: usize) -> Entry {
-        let e = self.entries[i];
+    fn remove(&mut self, i: usize) -> Span {
+        let e = self.entries[i].span;
         self.len -= 1;
         self.entries[i] = self.entries[self.len];
         self.bytes -= e.size;
+        self.dirty -= e.dirty;
         e
     }
 }
 
 static CACHE: Lock<Cache> = Lock::new(Cache {
     entries: [Entry {
-        base: 0,
-        size: 0,
+        span: Span {
+            base: 0,
+            size: 0,
+            dirty: 0,
+            huge_pages: false,
+        },
         cached_at: 0,
-        dirty: false,
     }; SLOTS],
     len: 0,
     bytes: 0,
+    dirty: 0,
 });
 
 /// The lock, for `fork` handlers.
@@ -75,111 +97,117 @@ pub unsafe fn unlock_after_fork() {
     unsafe { CACHE.unlock_after_fork() };
 }
 
-/// Takes a cached span for a request of `min` bytes (page-aligned): `(base, size, reads_as_zero)`,
-/// `size >= min`. A dirty span is preferred to a purged one, whose pages fault in again. A span
-/// much larger than the request is split: a dirty span may be at most twice `min`, so a small
-/// block does not pin much resident memory; a purged one at most a segment larger (its untouched
-/// part costs only address space). The rest goes back to the OS up to the next segment boundary,
-/// and what lies beyond it stays cached as a span of its own. With `exact` (a small or medium
-/// segment, whose pages cover exactly `min` bytes, so that nothing past them would ever be
-/// purged or counted) a larger span is always split at `min`.
-pub fn take(min: usize, exact: bool) -> Option<(usize, usize, bool)> {
+/// Takes a cached span for a request of `min` bytes (page-aligned) that will touch its first
+/// `need` bytes: `(base, size, dirty)`, `size >= min`, where the first `dirty` bytes may hold old
+/// data and the rest reads as zero. The span whose dirty prefix is closest to `need` wins (a
+/// shorter one costs page faults, a longer one pins resident memory or a purge), then the
+/// smaller span. A span much larger than the request is split: a dirty span may be at most
+/// twice `need` (in whole segments), so a small block does not pin much resident memory; a purged one at most a
+/// segment larger (its untouched part costs only address space). The rest goes back to the OS
+/// up to the next segment boundary, and what lies beyond it stays cached as a span of its own.
+/// With `exact` (a small or medium segment, whose pages cover exactly `min` bytes, so that
+/// nothing past them would ever be purged or counted) a larger span is always split at `min`.
+pub fn take(min: usize, need: usize, exact: bool) -> Option<Span> {
     let e = {
         let mut cache = CACHE.lock();
-        let mut best: Option<usize> = None;
+        let mut best: Option<(usize, (usize, usize))> = None;
         for i in 0..cache.len {
-            let e = cache.entries[i];
+            let e = cache.entries[i].span;
             if e.size < min {
                 continue;
             }
-            let better = match best {
-                None => true,
-                Some(b) => {
-                    let b = cache.entries[b];
-                    (e.dirty, core::cmp::Reverse(e.size)) > (b.dirty, core::cmp::Reverse(b.size))
-                }
-            };
-            if better {
-                best = Some(i);
+            let cost = (e.dirty.abs_diff(need), e.size);
+            if best.is_none_or(|(_, best_cost)| cost < best_cost) {
+                best = Some((i, cost));
             }
         }
-        cache.remove(best?)
+        cache.remove(best?.0)
     };
-    if e.dirty {
-        purge::remove_dirty(e.size);
-    }
+    purge::remove_dirty(e.dirty);
     let limit = if exact {
         min
-    } else if e.dirty {
-        min.saturating_mul(2)
+    } else if e.dirty > 0 {
+        need.saturating_mul(2)
+            .next_multiple_of(SEGMENT_SIZE)
+            .max(min)
     } else {
         min.saturating_add(SEGMENT_SIZE)
     };
     if e.size <= limit {
-        return Some((e.base, e.size, !e.dirty));
+        return Some(e);
     }
     split(e, min);
-    Some((e.base, min, !e.dirty))
+    Some(Span {
+        size: min,
+        dirty: e.dirty.min(min),
+        ..e
+    })
 }
 
 /// Gives back the part of a taken span past its first `keep` bytes: up to the next segment
 /// boundary to the OS (so that the kept block can also grow in place), the rest to the cache as
 /// a span of its own.
-fn split(e: Entry, keep: usize) {
+fn split(e: Span, keep: usize) {
     let end = e.base + e.size;
     let boundary = (e.base + keep).next_multiple_of(SEGMENT_SIZE).min(end);
     let gap = boundary - (e.base + keep);
     if gap > 0 {
         os::unmap((e.base + keep) as *mut u8, gap);
         stats::add_reserved(-(gap as isize));
-        if e.dirty {
-            stats::add_committed(-(gap as isize));
-        }
+        let gap_dirty = e.dirty.saturating_sub(keep).min(gap);
+        stats::add_committed(-(gap_dirty as isize));
     }
     if boundary < end {
         // The rest starts a span: its first bytes become a dead segment header (a stale free
         // into them is refused), then the map marks it larder's.
         let rest = boundary as *mut Segment;
-        if e.dirty {
+        let rest_dirty = e.dirty.saturating_sub(boundary - e.base);
+        if rest_dirty > 0 {
             // SAFETY: [boundary, end) is mapped and ours, unused, and segment-aligned; the state
             // byte is a plain atomic store into it.
             unsafe { (*rest).state.store(0, Ordering::Release) };
         }
-        // (A purged span reads as zero already: writing would fault in a page nobody counts.)
+        // (Memory that reads as zero holds a dead state already: writing would fault in a page
+        // nobody counts.)
         segment_map::set(boundary, segment_map::SEGMENT_START);
-        put(boundary, end - boundary, e.dirty);
+        put(Span {
+            base: boundary,
+            size: end - boundary,
+            dirty: rest_dirty,
+            huge_pages: e.huge_pages,
+        });
     }
 }
 
 /// Caches a span that holds nothing any more (or unmaps it when it is huge or the cache full).
-/// A dirty span is counted as committed whole by the caller.
-pub fn put(base: usize, size: usize, dirty: bool) {
-    if size <= MAX_CACHED_SPAN {
+/// Its dirty bytes are counted as committed by the caller.
+pub fn put(span: Span) {
+    if span.size <= MAX_CACHED_SPAN {
         let mut cache = CACHE.lock();
+        let fits = |cache: &Cache| cache.dirty + span.dirty <= MAX_CACHED_DIRTY;
         // A full cache makes room by unmapping its oldest purged span: a span just freed is
         // the likelier to be asked for again, and only a dirty one saves page faults.
         let mut evicted = None;
-        if cache.len == SLOTS && cache.bytes + size <= MAX_CACHED_BYTES {
+        if cache.len == SLOTS && fits(&cache) {
             if let Some(oldest) = (0..cache.len)
-                .filter(|&i| !cache.entries[i].dirty)
+                .filter(|&i| cache.entries[i].span.dirty == 0)
                 .min_by_key(|&i| cache.entries[i].cached_at)
             {
                 evicted = Some(cache.remove(oldest));
             }
         }
-        if cache.len < SLOTS && cache.bytes + size <= MAX_CACHED_BYTES {
+        if cache.len < SLOTS && fits(&cache) {
             let len = cache.len;
             cache.entries[len] = Entry {
-                base,
-                size,
+                span,
                 cached_at: os::now_ms(),
-                dirty,
             };
             cache.len += 1;
-            cache.bytes += size;
+            cache.bytes += span.size;
+            cache.dirty += span.dirty;
             drop(cache);
-            if dirty {
-                purge::add_dirty(size);
+            if span.dirty > 0 {
+                purge::add_dirty(span.dirty);
             }
             if let Some(e) = evicted {
                 release_span(e.base, e.size);
@@ -191,10 +219,8 @@ pub fn put(base: usize, size: usize, dirty: bool) {
             release_span(e.base, e.size);
         }
     }
-    if dirty {
-        stats::add_committed(-(size as isize));
-    }
-    release_span(base, size);
+    stats::add_committed(-(span.dirty as isize));
+    release_span(span.base, span.size);
 }
 
 /// Purges dirty spans cached before `cutoff_ms`, and unmaps purged spans unused for long (all of
@@ -208,17 +234,18 @@ pub fn purge_expired(cutoff_ms: u64, unmap_all: bool) -> usize {
         let mut i = 0;
         while i < cache.len {
             let e = cache.entries[i];
-            if e.dirty && e.cached_at <= cutoff_ms {
-                os::purge(e.base as *mut u8, e.size);
-                purge::remove_dirty(e.size);
-                stats::add_committed(-(e.size as isize));
-                purged += e.size;
-                cache.entries[i].dirty = false;
+            if e.span.dirty > 0 && e.cached_at <= cutoff_ms {
+                os::purge(e.span.base as *mut u8, e.span.dirty);
+                purge::remove_dirty(e.span.dirty);
+                stats::add_committed(-(e.span.dirty as isize));
+                purged += e.span.dirty;
+                cache.dirty -= e.span.dirty;
+                cache.entries[i].span.dirty = 0;
             }
             let e = cache.entries[i];
             let stale = e.cached_at.saturating_add(UNMAP_AFTER_MS) <= cutoff_ms;
-            if !e.dirty && (unmap_all || stale) {
-                to_unmap[unmap_count] = (e.base, e.size);
+            if e.span.dirty == 0 && (unmap_all || stale) {
+                to_unmap[unmap_count] = (e.span.base, e.span.size);
                 unmap_count += 1;
                 cache.remove(i);
                 continue;
@@ -254,6 +281,15 @@ mod tests {
         base
     }
 
+    fn dirty_span(base: usize, size: usize) -> Span {
+        Span {
+            base,
+            size,
+            dirty: size,
+            huge_pages: false,
+        }
+    }
+
     #[test]
     fn a_big_span_is_split_for_a_smaller_request() {
         // Sizes no other test of this crate caches, so that the best fit is this span.
@@ -261,25 +297,20 @@ mod tests {
         let base = mapped_span(size);
         // SAFETY: the span is mapped and unused.
         unsafe { (base as *mut u8).add(size - 1).write(0xa5) };
-        put(base, size, true);
+        put(dirty_span(base, size));
         let want = SEGMENT_SIZE + (3 << 12);
-        let (got, got_size, zero) = take(want, false).expect("the cached span fits");
-        assert_eq!(
-            (got, got_size, zero),
-            (base, want, false),
-            "the head, dirty, cut to size"
-        );
+        let got = take(want, want, false).expect("the cached span fits");
+        assert_eq!(got, dirty_span(base, want), "the head, dirty, cut to size");
         // The rest of its first two chunks went back to the OS; from the next boundary on it is
         // a span of its own, whose contents survived.
         assert_eq!(
             segment_map::entry(base + 2 * SEGMENT_SIZE),
             segment_map::SEGMENT_START
         );
-        let (rest, rest_size, zero) = take(5 * SEGMENT_SIZE, false).expect("the rest is cached");
-        assert_eq!(
-            (rest, rest_size, zero),
-            (base + 2 * SEGMENT_SIZE, 5 * SEGMENT_SIZE + (5 << 12), false)
-        );
+        let rest = take(5 * SEGMENT_SIZE, 5 * SEGMENT_SIZE, false).expect("the rest is cached");
+        let rest_size = 5 * SEGMENT_SIZE + (5 << 12);
+        assert_eq!(rest, dirty_span(base + 2 * SEGMENT_SIZE, rest_size));
+        let rest = rest.base;
         // SAFETY: the rest is mapped; its last byte was written above.
         let last = unsafe { (rest as *const u8).add(rest_size - 1).read() };
         assert_eq!(last, 0xa5);
@@ -297,16 +328,13 @@ mod tests {
         let base = mapped_span(size);
         // SAFETY: the span is mapped and unused.
         unsafe { (base as *mut u8).add(size - 1).write(0x5a) };
-        put(base, size, true);
-        let (got, got_size, zero) = take(SEGMENT_SIZE, true).expect("the cached span fits");
-        assert_eq!((got, got_size, zero), (base, SEGMENT_SIZE, false));
+        put(dirty_span(base, size));
+        let got = take(SEGMENT_SIZE, SEGMENT_SIZE, true).expect("the cached span fits");
+        assert_eq!(got, dirty_span(base, SEGMENT_SIZE));
         let tail = size - SEGMENT_SIZE;
-        let (rest, rest_size, zero) = take(tail, false).expect("the tail is cached");
-        assert_eq!(
-            (rest, rest_size, zero),
-            (base + SEGMENT_SIZE, tail, false),
-            "still dirty"
-        );
+        let rest = take(tail, tail, false).expect("the tail is cached");
+        assert_eq!(rest, dirty_span(base + SEGMENT_SIZE, tail), "still dirty");
+        let (rest, rest_size) = (rest.base, rest.size);
         stats::add_committed(-((SEGMENT_SIZE + tail) as isize));
         release_span(rest, rest_size);
         release_span(base, SEGMENT_SIZE);

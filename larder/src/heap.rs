@@ -60,6 +60,8 @@ pub struct Heap {
     pub counters: Counters,
     /// Blocks of this heap's full pages freed by other threads (see `remote.rs`).
     pub delayed_free: AtomicPtr<Block>,
+    /// Blocks this thread freed into other heaps' pages, held back as one chain per size class.
+    pub pending_remote: [remote::PendingChain; BIN_COUNT],
     queues: [PageQueue; BIN_COUNT],
     full: PageQueue,
     segments: [SegmentList; 2],
@@ -98,6 +100,7 @@ impl Heap {
             direct: [empty_page_ptr(); DIRECT_SLOTS],
             counters: Counters::new(),
             delayed_free: AtomicPtr::new(ptr::null_mut()),
+            pending_remote: [remote::PendingChain::EMPTY; BIN_COUNT],
             queues: [PageQueue::EMPTY; BIN_COUNT],
             full: PageQueue::EMPTY,
             segments: [SegmentList::EMPTY; 2],
@@ -753,10 +756,21 @@ unsafe fn for_each_page(heap: &mut Heap, mut f: impl FnMut(&mut Heap, *mut Page)
     }
 }
 
+/// Hands every chain of blocks this heap's thread held back to the pages' owners.
+fn flush_pending_remote(heap: &mut Heap) {
+    for chain in heap.pending_remote.iter_mut() {
+        // SAFETY: the heap is the calling thread's own, and so are its chains.
+        unsafe { remote::flush_pending(chain) };
+    }
+}
+
 /// Frees what can be freed and hands the rest to the abandoned list. The heap is empty after.
 unsafe fn abandon(heap: &mut Heap) {
     // SAFETY: the heap is the calling thread's and about to die; every page listed is ours.
     unsafe {
+        // Blocks held back for other heaps go now (some may be of this heap's own pages, if it
+        // reclaimed their segment since: they are collected below).
+        flush_pending_remote(heap);
         // No remote free may notify this heap from now on.
         for_each_page(heap, |_, page| {
             remote::set_delayed_state(&*page, remote::NEVER_DELAYED, true)
@@ -801,6 +815,7 @@ pub fn collect(force: bool) {
     unsafe {
         if (*heap).is_real {
             let heap = &mut *heap;
+            flush_pending_remote(heap);
             process_delayed(heap);
             while force && reclaim_one(heap, None) {}
             for_each_page(heap, |heap, page| {

@@ -45,38 +45,70 @@ pub fn map_aligned(size: usize, align: usize) -> Option<NonNull<u8>> {
         // Every mapping is page aligned: no over-reserve, no trim.
         return map(size, ptr::null_mut(), 0);
     }
-    if let Some(p) = map_below_lowest(size, align) {
+    if let Some(p) = map_in_own_range(size, align) {
         return Some(p);
     }
-    let p = map_over_reserved(size, align)?;
-    // The range below the old hint is taken: aim below this mapping next time, even if it lies
-    // higher, rather than fail the same way on every later call.
-    LOWEST_MAPPING.store(p.as_ptr() as usize, Ordering::Relaxed);
-    Some(p)
+    map_over_reserved(size, align)
 }
 
-/// The lowest address any larder mapping started at (`usize::MAX` before the first). The kernel
-/// hands out addresses top-down, so the aligned range just below it is usually free: asking for
-/// it exactly costs one mmap, where reserving `size + align` and trimming costs three calls.
-static LOWEST_MAPPING: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// Larder's own address range. The kernel places mappings top-down from below the stack (thread
+/// stacks, libraries, other allocators' reservations), so a range far below that is free for
+/// years of a process's life: segments placed upward in it from a cursor cost one mmap each,
+/// never collide with each other (each thread claims its range by moving the cursor first), and
+/// never with the kernel's placements. The base varies with ASLR over 1 TiB; the range starts
+/// above the shadow memory of AddressSanitizer (which ends at 16 TiB) and below where PIE
+/// programs and their brk heap load.
+const OWN_RANGE_BASE: usize = 20 << 40;
+const OWN_RANGE_SPREAD: usize = 1 << 40;
+const OWN_RANGE_END: usize = 64 << 40;
+/// Claims that found the range taken after which larder stops trying it.
+const OWN_RANGE_MISSES_MAX: u32 = 8;
+/// The next free address of the own range (0: not chosen yet; `usize::MAX`: given up).
+static OWN_RANGE_NEXT: AtomicUsize = AtomicUsize::new(0);
+static OWN_RANGE_MISSES: AtomicU32 = AtomicU32::new(0);
 
-fn map_below_lowest(size: usize, align: usize) -> Option<NonNull<u8>> {
-    let lowest = LOWEST_MAPPING.load(Ordering::Relaxed);
-    if lowest == usize::MAX {
-        return None;
-    }
-    let wanted = lowest.checked_sub(size)? & !(align - 1);
-    if wanted == 0 {
-        return None;
-    }
+fn own_range_start() -> usize {
+    // Two addresses ASLR randomises independently (a static of the library, the stack).
+    let local = 0u8;
+    let seed = (&OWN_RANGE_NEXT as *const AtomicUsize as usize)
+        ^ (&local as *const u8 as usize).rotate_left(29);
+    let spread = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 24;
+    OWN_RANGE_BASE + ((spread % OWN_RANGE_SPREAD) & !((4 << 20) - 1))
+}
+
+fn map_in_own_range(size: usize, align: usize) -> Option<NonNull<u8>> {
+    let claimed = align_up(size, align)?;
+    let mut next = OWN_RANGE_NEXT.load(Ordering::Relaxed);
+    let start = loop {
+        if next == usize::MAX {
+            return None;
+        }
+        let start = align_up(if next == 0 { own_range_start() } else { next }, align)?;
+        let end = start.checked_add(claimed)?;
+        if end > OWN_RANGE_END {
+            return None;
+        }
+        match OWN_RANGE_NEXT.compare_exchange_weak(next, end, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => break start,
+            Err(now) => next = now,
+        }
+    };
     // MAP_FIXED_NOREPLACE fails rather than clobber a mapping someone else placed there; a
     // kernel older than 4.17 takes it as a plain hint and may answer elsewhere.
-    let p = map(size, wanted as *mut u8, libc::MAP_FIXED_NOREPLACE)?;
-    if p.as_ptr() as usize & (align - 1) != 0 {
-        unmap(p.as_ptr(), size);
-        return None;
+    let placed = map(size, start as *mut u8, libc::MAP_FIXED_NOREPLACE);
+    match placed {
+        Some(p) if p.as_ptr() as usize == start => Some(p),
+        _ => {
+            if let Some(p) = placed {
+                unmap(p.as_ptr(), size);
+            }
+            if OWN_RANGE_MISSES.fetch_add(1, Ordering::Relaxed) + 1 >= OWN_RANGE_MISSES_MAX {
+                OWN_RANGE_NEXT.store(usize::MAX, Ordering::Relaxed);
+            }
+            None
+        }
     }
-    Some(p)
 }
 
 fn map_over_reserved(size: usize, align: usize) -> Option<NonNull<u8>> {
@@ -111,7 +143,6 @@ fn map(size: usize, hint: *mut u8, extra_flags: libc::c_int) -> Option<NonNull<u
     if p == libc::MAP_FAILED {
         return None;
     }
-    LOWEST_MAPPING.fetch_min(p as usize, Ordering::Relaxed);
     NonNull::new(p.cast())
 }
 
@@ -134,6 +165,20 @@ pub fn purge(addr: *mut u8, size: usize) -> bool {
     // SAFETY: callers pass a page-aligned range inside a mapping larder owns and whose contents
     // it no longer needs.
     unsafe { libc::madvise(addr.cast(), size, libc::MADV_DONTNEED) == 0 }
+}
+
+/// Asks the kernel to back a range with transparent huge pages (2 MiB on x86-64), or no longer
+/// to. A block of megabytes whose every page is written then faults once per 2 MiB instead of
+/// once per 4 KiB, and costs fewer TLB misses. Advice only: false when the kernel has no THP.
+pub fn advise_huge_pages(addr: *mut u8, size: usize, huge: bool) -> bool {
+    let advice = if huge {
+        libc::MADV_HUGEPAGE
+    } else {
+        libc::MADV_NOHUGEPAGE
+    };
+    // SAFETY: callers pass a page-aligned range inside a mapping larder owns; the advice changes
+    // how the kernel backs it, never its contents.
+    unsafe { libc::madvise(addr.cast(), size, advice) == 0 }
 }
 
 /// Extends the mapping `[addr, addr + old_size)` to `new_size` bytes without moving it; false

@@ -59,22 +59,102 @@ impl DelayedFree for Heap {
 /// # Safety
 /// `block` must be a live block of `page`, which must be in use.
 pub unsafe fn free_remote(page: &Page, block: *mut Block) {
-    // SAFETY: forwarded from the caller; a page's heap stays valid while the page's state is
-    // DELAYED_FREEING (the owner waits in `set_delayed_state`).
-    unsafe { free_remote_on(&page.thread_free, &page.heap, block) }
+    // SAFETY: forwarded from the caller.
+    unsafe { free_remote_chain(page, block, block) }
 }
 
-/// `free_remote` on a page's `thread_free` word and heap word (the model checker calls it on
-/// loom's atomics).
+/// Hands a chain of blocks of `page`, linked through `next` from `first` to `last`, to the
+/// page's owner in one atomic operation.
 ///
 /// # Safety
-/// `block` must be a live block of the page these words belong to, which must be in use; while
-/// the page's state is `DELAYED_FREEING`, a non-null `heap` must point to a valid heap.
+/// Every block of the chain must be a live block of `page`, which must be in use.
+unsafe fn free_remote_chain(page: &Page, first: *mut Block, last: *mut Block) {
+    // SAFETY: forwarded from the caller; a page's heap stays valid while the page's state is
+    // DELAYED_FREEING (the owner waits in `set_delayed_state`).
+    unsafe { free_remote_chain_on(&page.thread_free, &page.heap, first, last) }
+}
+
+/// Blocks a thread freed into one page it does not own, linked but not yet handed over. A
+/// thread that frees many blocks of other threads (a consumer of a queue) frees the blocks of
+/// each size mostly page by page, as they were made: holding back one chain per size class while
+/// the frees of that class stay on one page turns an atomic operation per block into one per
+/// chain. The blocks still count as used in their page until the chain goes, so the page cannot
+/// be freed under it.
+#[derive(Clone, Copy)]
+pub struct PendingChain {
+    page: *const Page,
+    first: *mut Block,
+    last: *mut Block,
+    len: u32,
+}
+
+impl PendingChain {
+    /// No chain.
+    pub const EMPTY: PendingChain = PendingChain {
+        page: ptr::null(),
+        first: ptr::null_mut(),
+        last: ptr::null_mut(),
+        len: 0,
+    };
+}
+
+/// The longest chain held back, in blocks and in bytes: a thread that stops freeing keeps at
+/// most this much of one page from its owner.
+const CHAIN_MAX: u32 = 32;
+const CHAIN_BYTES_MAX: usize = 16 << 10;
+
+/// `free_remote`, held back in the calling thread's chain while its frees stay on one page.
+///
+/// # Safety
+/// As `free_remote`; `pending` must be the calling thread's own chain.
+#[inline]
+pub unsafe fn free_remote_batched(pending: &mut PendingChain, page: &Page, block: *mut Block) {
+    if ptr::eq(pending.page, page)
+        && pending.len < CHAIN_MAX
+        && (pending.len as usize + 1) * page.block_size <= CHAIN_BYTES_MAX
+    {
+        // SAFETY: the block is live and ours to free, so we may write its link word.
+        unsafe { (*block).next = pending.first };
+        pending.first = block;
+        pending.len += 1;
+        return;
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { flush_pending(pending) };
+    *pending = PendingChain {
+        page,
+        first: block,
+        last: block,
+        len: 1,
+    };
+}
+
+/// Hands the held-back chain, if any, to its page's owner.
+///
+/// # Safety
+/// `pending` must be the calling thread's own chain.
+pub unsafe fn flush_pending(pending: &mut PendingChain) {
+    let chain = core::mem::replace(pending, PendingChain::EMPTY);
+    if !chain.page.is_null() {
+        // SAFETY: the chain's blocks are live blocks of its page, which stays in use while they
+        // are (they count as used until the owner collects them).
+        unsafe { free_remote_chain(&*chain.page, chain.first, chain.last) };
+    }
+}
+
+/// `free_remote_chain` on a page's `thread_free` word and heap word (the model checker calls it
+/// on loom's atomics).
+///
+/// # Safety
+/// Every block of the chain, linked through `next` from `first` to `last`, must be a live block
+/// of the page these words belong to, which must be in use; while the page's state is
+/// `DELAYED_FREEING`, a non-null `heap` must point to a valid heap.
 #[inline(always)]
-pub unsafe fn free_remote_on<H: DelayedFree>(
+pub unsafe fn free_remote_chain_on<H: DelayedFree>(
     thread_free: &impl AtomicWord<Value = usize>,
     heap: &impl AtomicWord<Value = *mut H>,
-    block: *mut Block,
+    first: *mut Block,
+    last: *mut Block,
 ) {
     let mut word = thread_free.load(Ordering::Relaxed);
     let notify = loop {
@@ -83,9 +163,9 @@ pub unsafe fn free_remote_on<H: DelayedFree>(
         let new = if notify {
             (word & !STATE_MASK) | DELAYED_FREEING
         } else {
-            // SAFETY: the block is live and ours to free, so we may write its link word.
-            unsafe { (*block).next = (word & !STATE_MASK) as *mut Block };
-            block as usize | state
+            // SAFETY: the blocks are live and ours to free, so we may write their link words.
+            unsafe { (*last).next = (word & !STATE_MASK) as *mut Block };
+            first as usize | state
         };
         match thread_free.compare_exchange_weak(word, new, Ordering::AcqRel, Ordering::Relaxed) {
             Ok(_) => break notify,
@@ -99,11 +179,11 @@ pub unsafe fn free_remote_on<H: DelayedFree>(
     // `set_delayed_state`), so the heap read here stays valid until the state is reset.
     let heap = heap.load(Ordering::Acquire);
     if heap.is_null() {
-        // No owner to notify: leave the block on the page's list for a future reclaimer.
-        push_thread_free(thread_free, block);
+        // No owner to notify: leave the blocks on the page's list for a future reclaimer.
+        push_thread_free(thread_free, first, last);
     } else {
         // SAFETY: the heap is valid (see above); its delayed list accepts blocks of its pages.
-        push_atomic(unsafe { (*heap).delayed_free() }, block);
+        push_chain(unsafe { (*heap).delayed_free() }, first, last);
     }
     let mut word = thread_free.load(Ordering::Relaxed);
     loop {
@@ -115,13 +195,17 @@ pub unsafe fn free_remote_on<H: DelayedFree>(
     }
 }
 
-/// Pushes a block onto a page's `thread_free` list, keeping the state bits.
-fn push_thread_free(thread_free: &impl AtomicWord<Value = usize>, block: *mut Block) {
+/// Pushes a chain of blocks onto a page's `thread_free` list, keeping the state bits.
+fn push_thread_free(
+    thread_free: &impl AtomicWord<Value = usize>,
+    first: *mut Block,
+    last: *mut Block,
+) {
     let mut word = thread_free.load(Ordering::Relaxed);
     loop {
-        // SAFETY: the caller owns `block` until the push succeeds.
-        unsafe { (*block).next = (word & !STATE_MASK) as *mut Block };
-        let new = block as usize | (word & STATE_MASK);
+        // SAFETY: the caller owns the chain until the push succeeds.
+        unsafe { (*last).next = (word & !STATE_MASK) as *mut Block };
+        let new = first as usize | (word & STATE_MASK);
         match thread_free.compare_exchange_weak(word, new, Ordering::AcqRel, Ordering::Relaxed) {
             Ok(_) => return,
             Err(current) => word = current,
@@ -129,13 +213,13 @@ fn push_thread_free(thread_free: &impl AtomicWord<Value = usize>, block: *mut Bl
     }
 }
 
-/// Pushes a block onto an atomic list (a heap's `delayed_free`).
-pub fn push_atomic(list: &impl AtomicWord<Value = *mut Block>, block: *mut Block) {
+/// Pushes a chain of blocks, linked from `first` to `last`, onto an atomic list.
+fn push_chain(list: &impl AtomicWord<Value = *mut Block>, first: *mut Block, last: *mut Block) {
     let mut head = list.load(Ordering::Relaxed);
     loop {
-        // SAFETY: the caller owns `block` until the push succeeds.
-        unsafe { (*block).next = head };
-        match list.compare_exchange_weak(head, block, Ordering::AcqRel, Ordering::Relaxed) {
+        // SAFETY: the caller owns the chain until the push succeeds.
+        unsafe { (*last).next = head };
+        match list.compare_exchange_weak(head, first, Ordering::AcqRel, Ordering::Relaxed) {
             Ok(_) => return,
             Err(current) => head = current,
         }

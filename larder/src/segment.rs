@@ -5,7 +5,10 @@
 //! Three kinds:
 //! - small: 64 pages of 64 KiB, for blocks up to 8 KiB;
 //! - medium: 8 pages of 512 KiB, for blocks up to 64 KiB;
-//! - single: one block (large or huge) in a segment sized to it, from the span cache.
+//! - single: one block (large or huge) in a span of whole segments reserved for it, from the
+//!   span cache. Only the block's pages are ever touched; the rest of the reservation lets the
+//!   block grow in place without a system call (a vector doubling from 128 KiB to 2 MiB does no
+//!   mmap or mremap at all).
 //!
 //! The first page starts after the header, rounded up to the page's largest block size, so that
 //! every page start is aligned to any alignment its blocks can be asked for.
@@ -18,10 +21,11 @@ use core::mem::size_of;
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
+use crate::cache::{self, Span};
 use crate::heap::Heap;
 use crate::page::{purge_state, Page};
 use crate::sync::Lock;
-use crate::{cache, os, purge, segment_map, stats};
+use crate::{os, purge, segment_map, stats};
 
 /// log2 of the segment size and alignment.
 pub const SEGMENT_SHIFT: u32 = 22;
@@ -58,6 +62,8 @@ pub struct Segment {
     /// The segment's memory is only partly mapped past an over-aligned block (map entry
     /// `ALIGNED_TAIL` for the chunk after the header's).
     pub aligned_tail: bool,
+    /// The segment's memory is advised for transparent huge pages (a big single block).
+    pub huge_pages: bool,
     /// log2 of the page size (pointer offset >> page_shift = page index).
     pub page_shift: u32,
     /// Number of pages.
@@ -68,6 +74,9 @@ pub struct Segment {
     pub first_page_offset: usize,
     /// Bytes mapped at the segment base.
     pub mapped_size: usize,
+    /// Single segments: bytes from the base that may be resident and count as committed (the
+    /// block's pages, or a reused span's old dirty prefix if longer). Others: `mapped_size`.
+    pub touched: usize,
     /// The owning heap; null while abandoned (and always for single segments).
     pub owner: AtomicPtr<Heap>,
     /// Links in the owner's list of segments of this kind (segments with free pages first).
@@ -181,12 +190,21 @@ impl Segment {
             page_align.max(os::page_size()),
         )
         .unwrap_or(SEGMENT_SIZE);
-        let Some((base, mapped, zeroed)) = obtain_span(SEGMENT_SIZE, SEGMENT_SIZE, true) else {
+        let Some(Span {
+            base,
+            size: mapped,
+            dirty,
+            ..
+        }) = obtain_span(SEGMENT_SIZE, SEGMENT_SIZE, SEGMENT_SIZE, true, false)
+        else {
             return ptr::null_mut();
         };
+        let zeroed = dirty == 0;
         if zeroed {
-            // Dirty spans from the cache are already counted whole.
             stats::add_committed(first as isize);
+        } else {
+            // A dirty span's pages all start dirty: count the whole span as committed.
+            stats::add_committed((mapped - dirty) as isize);
         }
         let seg = base as *mut Segment;
         // SAFETY: the span is SEGMENT_SIZE bytes of mapped memory that nothing else uses; the
@@ -198,11 +216,13 @@ impl Segment {
                     state: AtomicU8::new(STATE_ACTIVE),
                     kind,
                     aligned_tail: false,
+                    huge_pages: false,
                     page_shift: shift,
                     page_count: page_count as u32,
                     used_pages: 0,
                     first_page_offset: first,
                     mapped_size: mapped,
+                    touched: mapped,
                     owner: AtomicPtr::new(heap),
                     next: ptr::null_mut(),
                     prev: ptr::null_mut(),
@@ -373,16 +393,22 @@ impl Segment {
             }
         }
         purge::remove_dirty(dirty_bytes);
-        let dirty = dirty_bytes > 0;
-        if dirty {
-            // The cache counts a dirty span as committed whole.
+        let dirty = if dirty_bytes > 0 {
+            // A dirty span goes to the cache counted as committed whole.
             stats::add_committed((purged_bytes + mapped - SEGMENT_SIZE) as isize);
+            mapped
         } else {
             // Every page is purged: purge the header too, so the span reads as zero.
             os::purge(seg.cast(), first);
             stats::add_committed(-(first as isize));
-        }
-        cache::put(seg as usize, mapped, dirty);
+            0
+        };
+        cache::put(Span {
+            base: seg as usize,
+            size: mapped,
+            dirty,
+            huge_pages: false,
+        });
     }
 
     /// Adds the segment to the abandoned list, for another heap to reclaim.
@@ -514,19 +540,43 @@ pub fn abandoned_count() -> usize {
 }
 
 /// A span of `size` bytes aligned to `align` (at least a segment), from the cache or the OS,
-/// recorded in the segment map: `(base, mapped_size, reads_as_zero)`. The cache may hand out a
-/// span larger than asked for, unless `exact`. Memory that reads as zero is not yet counted as
-/// committed.
-fn obtain_span(size: usize, align: usize, exact: bool) -> Option<(usize, usize, bool)> {
-    if align == SEGMENT_SIZE {
-        if let Some(span) = cache::take(size, exact) {
-            return Some(span);
+/// recorded in the segment map, whose first `dirty` bytes may hold old data and count as
+/// committed, and the rest reads as zero and is not yet counted. The caller will touch the
+/// first `need` bytes. The cache may hand out a span larger than asked for, unless `exact`.
+/// The span comes advised for huge pages as `huge_pages` asks.
+fn obtain_span(
+    size: usize,
+    need: usize,
+    align: usize,
+    exact: bool,
+    huge_pages: bool,
+) -> Option<Span> {
+    let cached = if align == SEGMENT_SIZE {
+        cache::take(size, need, exact)
+    } else {
+        None
+    };
+    let mut span = match cached {
+        Some(span) => span,
+        None => {
+            let base = map_addressable(size, align)?;
+            segment_map::set(base, segment_map::SEGMENT_START);
+            stats::add_reserved(size as isize);
+            Span {
+                base,
+                size,
+                dirty: 0,
+                huge_pages: false,
+            }
         }
+    };
+    if span.huge_pages != huge_pages {
+        // Advice lives with the mapping: a span reused for small pages must not fault in
+        // 2 MiB for each page it touches.
+        os::advise_huge_pages(span.base as *mut u8, span.size, huge_pages);
+        span.huge_pages = huge_pages;
     }
-    let base = map_addressable(size, align)?;
-    segment_map::set(base, segment_map::SEGMENT_START);
-    stats::add_reserved(size as isize);
-    Some((base, size, true))
+    Some(span)
 }
 
 /// Fresh address space of `size` bytes aligned to `align`, below the segment map's reach (a
@@ -539,6 +589,13 @@ fn map_addressable(size: usize, align: usize) -> Option<usize> {
     }
     Some(base)
 }
+
+/// Resident bytes a reused span may hold past (twice) its new block before they are purged.
+const DIRTY_EXCESS_MAX: usize = 1 << 20;
+
+/// Blocks at least this big get transparent huge pages: they are written whole as a rule, and
+/// rounding the last 2 MiB up costs at most half of such a block.
+pub const HUGE_PAGE_BLOCK_MIN: usize = 2 << 20;
 
 /// Header bytes before the block of a single segment (also the offset of an unaligned block).
 fn single_header_bytes() -> usize {
@@ -555,19 +612,33 @@ pub fn alloc_single(size: usize, align: usize) -> Option<(*mut u8, bool)> {
     }
     let offset = os::align_up(single_header_bytes(), align.max(page))?;
     let total = os::align_up(offset.checked_add(size)?, page)?;
-    if total > isize::MAX as usize {
+    let reserve = os::align_up(total, SEGMENT_SIZE)?;
+    if reserve > isize::MAX as usize {
         return None;
     }
-    let (base, mapped, zeroed) = obtain_span(total, SEGMENT_SIZE, false)?;
-    if zeroed {
-        stats::add_committed(mapped as isize);
+    let huge_pages = size >= HUGE_PAGE_BLOCK_MIN;
+    let Span {
+        base,
+        size: mapped,
+        mut dirty,
+        ..
+    } = obtain_span(reserve, total, SEGMENT_SIZE, false, huge_pages)?;
+    if dirty > DIRTY_EXCESS_MAX + 2 * total {
+        // A span that held a small segment or a bigger block: a block that might live long
+        // would pin its resident pages. Purge beyond the block.
+        os::purge((base + total) as *mut u8, dirty - total);
+        stats::add_committed(-((dirty - total) as isize));
+        dirty = total;
     }
-    // A larger span from the cache leaves room for the block to grow in place.
+    // The block's pages count as committed from now on (a dirty prefix already does).
+    stats::add_committed(total.saturating_sub(dirty) as isize);
     let seg = base as *mut Segment;
     // SAFETY: the span is mapped, at least `offset + size` bytes, and unused.
-    unsafe { init_single(seg, mapped, offset, size, false) };
+    unsafe { init_single(seg, mapped, offset, size, false, total.max(dirty)) };
+    // SAFETY: just written.
+    unsafe { (*seg).huge_pages = huge_pages };
     // SAFETY: offset < mapped.
-    Some((unsafe { seg.cast::<u8>().add(offset) }, zeroed))
+    Some((unsafe { seg.cast::<u8>().add(offset) }, dirty == 0))
 }
 
 /// A block aligned above half a segment: the header sits one chunk before the block, whose chunk
@@ -597,11 +668,12 @@ fn alloc_over_aligned(size: usize, align: usize) -> Option<(*mut u8, bool)> {
     segment_map::set(block, segment_map::ALIGNED_TAIL);
     let seg = base as *mut Segment;
     // SAFETY: [base, end) is mapped and unused; the block starts SEGMENT_SIZE past the header.
-    unsafe { init_single(seg, mapped, SEGMENT_SIZE, block_bytes, true) };
+    unsafe { init_single(seg, mapped, SEGMENT_SIZE, block_bytes, true, mapped) };
     Some((block as *mut u8, true))
 }
 
-/// Writes the header of a single segment whose block of `block_size` bytes starts at `offset`.
+/// Writes the header of a single segment whose block of `block_size` bytes starts at `offset`,
+/// of which the first `touched` bytes count as committed.
 ///
 /// # Safety
 /// `seg` must point to `mapped` bytes of unused, mapped memory with
@@ -612,6 +684,7 @@ unsafe fn init_single(
     offset: usize,
     block_size: usize,
     aligned_tail: bool,
+    touched: usize,
 ) {
     // SAFETY: forwarded from the caller; the header fits before `offset`.
     unsafe {
@@ -621,11 +694,13 @@ unsafe fn init_single(
                 state: AtomicU8::new(STATE_ACTIVE),
                 kind: Kind::Single,
                 aligned_tail,
+                huge_pages: false,
                 page_shift: SINGLE_PAGE_SHIFT,
                 page_count: 1,
                 used_pages: 1,
                 first_page_offset: offset,
                 mapped_size: mapped,
+                touched,
                 owner: AtomicPtr::new(ptr::null_mut()),
                 next: ptr::null_mut(),
                 prev: ptr::null_mut(),
@@ -653,7 +728,14 @@ unsafe fn init_single(
 /// `seg` must be an active single segment whose block is being freed.
 pub unsafe fn free_single(seg: *mut Segment) {
     // SAFETY: forwarded from the caller.
-    let (mapped, aligned_tail) = unsafe { ((*seg).mapped_size, (*seg).aligned_tail) };
+    let (mapped, touched, aligned_tail, huge_pages) = unsafe {
+        (
+            (*seg).mapped_size,
+            (*seg).touched,
+            (*seg).aligned_tail,
+            (*seg).huge_pages,
+        )
+    };
     // SAFETY: as above; the state marks the segment dead for later (invalid) frees.
     unsafe { (*seg).state.store(0, Ordering::Release) };
     let base = seg as usize;
@@ -662,7 +744,12 @@ pub unsafe fn free_single(seg: *mut Segment) {
         stats::add_committed(-(mapped as isize));
         release_span(base, mapped);
     } else {
-        cache::put(base, mapped, true);
+        cache::put(Span {
+            base,
+            size: mapped,
+            dirty: touched,
+            huge_pages,
+        });
     }
 }
 
@@ -691,7 +778,6 @@ pub unsafe fn move_single(seg: *mut Segment, new_size: usize) -> Option<*mut Seg
     }
     segment_map::set(dest, segment_map::SEGMENT_START);
     stats::add_reserved((new_size - old_size) as isize);
-    stats::add_committed((new_size - old_size) as isize);
     let moved = dest as *mut Segment;
     // SAFETY: the header moved with its pages; a single segment's only absolute pointer into
     // itself is its page's block start (its list links are null: it is on no list).

@@ -95,3 +95,43 @@ fn blocks_freed_by_a_thread_that_never_allocates() {
     );
     drop(again);
 }
+
+/// A thread holds back the blocks it frees into another thread's page (one chain per size
+/// class) and hands them over when it exits: the owner then gets the very same blocks back. A
+/// chain lost at exit would leave them used forever, and the owner would carve new ones.
+#[test]
+fn blocks_held_back_by_a_freeing_thread_reach_their_owner_when_it_exits() {
+    let _serial = serial();
+    // A size no other test here uses, and fewer blocks than a chain holds.
+    let layout = std::alloc::Layout::from_size_align(2900, 8).unwrap();
+    let count = 12;
+    // SAFETY: the layout has a non-zero size; every block is freed below.
+    let first: Vec<usize> = (0..count)
+        .map(|_| unsafe { std::alloc::alloc(layout) } as usize)
+        .collect();
+    assert!(first.iter().all(|&p| p != 0));
+    let handed = first.clone();
+    std::thread::spawn(move || {
+        // A thread that allocates has a heap of its own (one that never does frees directly).
+        let own = std::hint::black_box(vec![1u8; 100]);
+        for p in handed {
+            // SAFETY: allocated above with this layout, freed once, here.
+            unsafe { std::alloc::dealloc(p as *mut u8, layout) };
+        }
+        drop(own);
+    })
+    .join()
+    .unwrap();
+    // The owner carves what is left of its free list first, then collects the page's
+    // cross-thread frees.
+    // SAFETY: as above.
+    let again: Vec<usize> = (0..4 * count)
+        .map(|_| unsafe { std::alloc::alloc(layout) } as usize)
+        .collect();
+    let reused = first.iter().filter(|p| again.contains(p)).count();
+    for p in again {
+        // SAFETY: allocated just above with this layout.
+        unsafe { std::alloc::dealloc(p as *mut u8, layout) };
+    }
+    assert_eq!(reused, count, "blocks never came back to their owner");
+}

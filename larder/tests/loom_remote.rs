@@ -20,8 +20,8 @@ use std::cell::UnsafeCell as StdUnsafeCell;
 use std::ptr;
 
 use larder::loom_model::{
-    free_remote_on, set_delayed_state_on, take_delayed_on, take_thread_free_on, Block, DelayedFree,
-    DELAYED_FREEING, NEVER_DELAYED, NORMAL, STATE_MASK, USE_DELAYED,
+    free_remote_chain_on, set_delayed_state_on, take_delayed_on, take_thread_free_on, Block,
+    DelayedFree, DELAYED_FREEING, NEVER_DELAYED, NORMAL, STATE_MASK, USE_DELAYED,
 };
 use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
@@ -115,14 +115,24 @@ impl World {
         index
     }
 
-    /// What a remote thread does: writes to the block a last time, then frees it.
-    fn free_remote(&self, index: usize) {
-        let block = self.blocks[index].get();
-        // SAFETY: the block is live and this thread's to use until it frees it.
-        unsafe { (*block).payload.with_mut(|p| *p = payload(index)) };
-        // SAFETY: the block is a live block of this page, and the heap stays alive while the
-        // page is not NEVER_DELAYED (the protocol under test; `ModelHeap` checks it).
-        unsafe { free_remote_on(&self.thread_free, &self.heap_word, block.cast()) };
+    /// What a remote thread does: writes to each block a last time, links them into a chain
+    /// (as a thread's held-back chain in `remote.rs` does), then frees the chain at once. One
+    /// block is a chain of one, as `free_remote` frees it.
+    fn free_remote(&self, indices: &[usize]) {
+        let blocks: Vec<*mut ModelBlock> = indices.iter().map(|&i| self.blocks[i].get()).collect();
+        for (&index, &block) in indices.iter().zip(&blocks) {
+            // SAFETY: the block is live and this thread's to use until it frees it.
+            unsafe { (*block).payload.with_mut(|p| *p = payload(index)) };
+        }
+        for pair in blocks.windows(2) {
+            // SAFETY: the blocks are this thread's until the chain is freed.
+            unsafe { (*pair[0]).link.next = pair[1].cast() };
+        }
+        let (first, last) = (blocks[0].cast(), blocks[blocks.len() - 1].cast());
+        // SAFETY: the blocks are live blocks of this page, linked first to last, and the heap
+        // stays alive while the page is not NEVER_DELAYED (the protocol under test;
+        // `ModelHeap` checks it).
+        unsafe { free_remote_chain_on(&self.thread_free, &self.heap_word, first, last) };
     }
 
     /// What the owner does with a list it took: walks it and reuses each block, appending
@@ -196,7 +206,8 @@ fn check(model: impl Fn() + Sync + Send + 'static) {
     builder.check(model);
 }
 
-/// Spawns one remote thread per group, each freeing its group's blocks in order.
+/// Spawns one remote thread per group, each freeing its group's blocks in order, one by one or
+/// (`chained`) as one chain.
 ///
 /// Each thread first makes a no-op read-modify-write on the two words it pushes to. Loom 0.7's
 /// DPOR remembers only the last access to each atomic, so a thread whose first access to a word
@@ -204,7 +215,11 @@ fn check(model: impl Fn() + Sync + Send + 'static) {
 /// thread's plain load of that word (tokio-rs/loom#392): the owner would never find anything on
 /// a list before the remote threads end. The no-op changes no value and, being relaxed, orders
 /// nothing; it only makes loom see that these threads touch the words.
-fn spawn_remotes(world: &Arc<World>, groups: &[&[usize]]) -> Vec<thread::JoinHandle<()>> {
+fn spawn_remotes(
+    world: &Arc<World>,
+    groups: &[&[usize]],
+    chained: bool,
+) -> Vec<thread::JoinHandle<()>> {
     groups
         .iter()
         .map(|group| {
@@ -217,8 +232,12 @@ fn spawn_remotes(world: &Arc<World>, groups: &[&[usize]]) -> Vec<thread::JoinHan
                     Ordering::Relaxed,
                     Some,
                 );
-                for index in group {
-                    world.free_remote(index);
+                if chained {
+                    world.free_remote(&group);
+                } else {
+                    for index in group {
+                        world.free_remote(&[index]);
+                    }
                 }
             })
         })
@@ -229,9 +248,19 @@ fn spawn_remotes(world: &Arc<World>, groups: &[&[usize]]) -> Vec<thread::JoinHan
 /// owner exactly once, with the bytes its last user wrote, and the state bits survive.
 #[test]
 fn remote_frees_race_with_the_owner_collecting() {
-    check(|| {
+    frees_race_with_the_owner_collecting(false);
+}
+
+/// The same with each thread's two blocks freed as one chain.
+#[test]
+fn remote_chains_race_with_the_owner_collecting() {
+    frees_race_with_the_owner_collecting(true);
+}
+
+fn frees_race_with_the_owner_collecting(chained: bool) {
+    check(move || {
         let world = World::new(4, NORMAL);
-        let remotes = spawn_remotes(&world, &[&[0, 1], &[2, 3]]);
+        let remotes = spawn_remotes(&world, &[&[0, 1], &[2, 3]], chained);
         let mut taken = Vec::new();
         world.collect(&mut taken);
         world.collect(&mut taken);
@@ -256,9 +285,21 @@ fn remote_frees_race_with_the_owner_collecting() {
 /// delayed list.
 #[test]
 fn a_page_moved_to_the_full_list_is_not_stranded() {
-    check(|| {
-        let world = World::new(2, NORMAL);
-        let remotes = spawn_remotes(&world, &[&[0], &[1]]);
+    full_page_is_not_stranded(&[&[0], &[1]], false);
+}
+
+/// The same with one thread freeing a chain of two blocks and another a single block: the
+/// chain's notice carries both blocks to the heap.
+#[test]
+fn a_chain_freed_into_a_full_page_is_not_stranded() {
+    full_page_is_not_stranded(&[&[0, 1], &[2]], true);
+}
+
+fn full_page_is_not_stranded(groups: &'static [&'static [usize]], chained: bool) {
+    let count = groups.iter().map(|g| g.len()).sum();
+    check(move || {
+        let world = World::new(count, NORMAL);
+        let remotes = spawn_remotes(&world, groups, chained);
         let mut taken = Vec::new();
         set_delayed_state_on(&world.thread_free, USE_DELAYED, false);
         let mut full = true;
@@ -291,7 +332,7 @@ fn a_page_moved_to_the_full_list_is_not_stranded() {
         world.process_delayed(&mut taken);
         set_delayed_state_on(&world.thread_free, NORMAL, false);
         world.collect(&mut taken);
-        assert_each_taken_once(taken, 2);
+        assert_each_taken_once(taken, count);
     });
 }
 
@@ -305,7 +346,7 @@ fn a_page_moved_to_the_full_list_is_not_stranded() {
 fn abandoning_waits_for_remote_frees_notifying_the_heap() {
     check(|| {
         let world = World::new(2, NORMAL);
-        let remotes = spawn_remotes(&world, &[&[0], &[1]]);
+        let remotes = spawn_remotes(&world, &[&[0], &[1]], false);
         set_delayed_state_on(&world.thread_free, USE_DELAYED, false);
         set_delayed_state_on(&world.thread_free, NEVER_DELAYED, true);
         assert_eq!(
@@ -345,7 +386,7 @@ fn a_notifying_free_without_a_heap_keeps_the_block_on_the_page() {
     check(|| {
         let world = World::new(2, USE_DELAYED);
         world.heap_word.store(ptr::null_mut(), Ordering::Relaxed);
-        let remotes = spawn_remotes(&world, &[&[0], &[1]]);
+        let remotes = spawn_remotes(&world, &[&[0], &[1]], false);
         let mut taken = Vec::new();
         world.collect(&mut taken);
         for remote in remotes {
