@@ -241,7 +241,9 @@ fn scaling<DB: DrawingBackend>(
     let columns = 4;
     let rows = input.workloads.len().div_ceil(columns);
     let panels = rest.split_evenly((rows, columns));
-    let max_threads = *threads.iter().max().unwrap_or(&1) as f64;
+    // Threads on a log2 axis, one label per doubling (plotters' log axis labels and meshes
+    // every integer in between).
+    let max_doublings = (*threads.iter().max().unwrap_or(&1) as f64).log2().max(1.0);
     for (workload, panel) in input.workloads.iter().zip(panels.iter()) {
         let top_time = input
             .contenders
@@ -257,20 +259,24 @@ fn scaling<DB: DrawingBackend>(
         let mut chart = ChartBuilder::on(panel)
             .caption(workload.as_str(), ("sans-serif", 17))
             .margin(8)
-            .x_label_area_size(24)
+            .x_label_area_size(36)
             .y_label_area_size(46)
-            .build_cartesian_2d((1.0f64..max_threads.max(2.0)).log_scale(), 0.0..top_time)
+            .build_cartesian_2d(-0.1f64..max_doublings + 0.1, 0.0..top_time)
             .map_err(draw_error)?;
         chart
             .configure_mesh()
-            .x_label_formatter(&|v| format!("{v:.0}"))
+            .x_labels(max_doublings as usize + 1)
+            .x_label_formatter(&|v| format!("{:.0}", v.exp2()))
+            .x_desc("threads")
             .label_style(("sans-serif", 12))
             .draw()
             .map_err(draw_error)?;
         for (ci, name) in input.contenders.iter().enumerate() {
             let points: Vec<(f64, f64)> = threads
                 .iter()
-                .filter_map(|&t| cell(input, t, workload, name).map(|c| (t as f64, c.wall_s)))
+                .filter_map(|&t| {
+                    cell(input, t, workload, name).map(|c| ((t as f64).log2(), c.wall_s))
+                })
                 .collect();
             let style = colour(ci, name).stroke_width(2);
             chart
