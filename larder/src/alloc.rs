@@ -300,14 +300,10 @@ unsafe fn free_generic(block: *mut u8, requested: u64) {
             _ => {
                 count_free(requested, block_size);
                 let heap = heap::current();
-                let chain = if (*heap).is_real() {
-                    (*heap).pending_remote.get_mut((*page).bin as usize)
+                if (*heap).is_real() {
+                    heap::free_remote_held(&mut *heap, &*page, block.cast());
                 } else {
-                    None
-                };
-                match chain {
-                    Some(chain) => remote::free_remote_batched(chain, &*page, block.cast()),
-                    None => remote::free_remote(&*page, block.cast()),
+                    remote::free_remote(&*page, block.cast());
                 }
             }
         }
@@ -432,10 +428,11 @@ unsafe fn grow_single(block: *mut u8, new_size: usize) -> Option<*mut u8> {
             // Roomy first, then just enough; one attempt when the two are the same.
             let sizes = [roomy, want_reserved];
             let sizes = &sizes[..if roomy == want_reserved { 1 } else { 2 }];
-            if let Some(&mapped) = sizes
-                .iter()
-                .find(|&&size| os::grow_in_place(seg.cast(), old_mapped, size))
-            {
+            let base = seg as usize;
+            if let Some(&mapped) = sizes.iter().find(|&&size| {
+                os::may_grow_in_place(base + old_mapped, base + size)
+                    && os::grow_in_place(seg.cast(), old_mapped, size)
+            }) {
                 stats::add_reserved((mapped - old_mapped) as isize);
                 (*seg).mapped_size = mapped;
             } else {
@@ -445,13 +442,14 @@ unsafe fn grow_single(block: *mut u8, new_size: usize) -> Option<*mut u8> {
                     .find_map(|&size| segment::move_single(seg, size))?;
             }
         }
-        if want > (*seg).touched {
-            stats::add_committed((want - (*seg).touched) as isize);
-            (*seg).touched = want;
-        }
         if usable >= segment::HUGE_PAGE_BLOCK_MIN && !(*seg).huge_pages {
             os::advise_huge_pages(seg.cast(), (*seg).mapped_size, true);
             (*seg).huge_pages = true;
+        }
+        let resident = segment::resident_extent(want, (*seg).mapped_size, (*seg).huge_pages);
+        if resident > (*seg).touched {
+            stats::add_committed((resident - (*seg).touched) as isize);
+            (*seg).touched = resident;
         }
         let page = Segment::page(seg, 0);
         (*page).block_size = usable;

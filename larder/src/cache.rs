@@ -234,8 +234,11 @@ pub fn purge_expired(cutoff_ms: u64, unmap_all: bool) -> usize {
         let mut i = 0;
         while i < cache.len {
             let e = cache.entries[i];
-            if e.span.dirty > 0 && e.cached_at <= cutoff_ms {
-                os::purge(e.span.base as *mut u8, e.span.dirty);
+            // (A purge the kernel refuses, e.g. under mlockall, leaves the span dirty.)
+            if e.span.dirty > 0
+                && e.cached_at <= cutoff_ms
+                && os::purge(e.span.base as *mut u8, e.span.dirty)
+            {
                 purge::remove_dirty(e.span.dirty);
                 stats::add_committed(-(e.span.dirty as isize));
                 purged += e.span.dirty;

@@ -61,7 +61,9 @@ pub struct Heap {
     /// Blocks of this heap's full pages freed by other threads (see `remote.rs`).
     pub delayed_free: AtomicPtr<Block>,
     /// Blocks this thread freed into other heaps' pages, held back as one chain per size class.
-    pub pending_remote: [remote::PendingChain; BIN_COUNT],
+    pending_remote: [remote::PendingChain; BIN_COUNT],
+    /// Bit `b` set: `pending_remote[b]` may hold a chain.
+    pending_bins: u128,
     queues: [PageQueue; BIN_COUNT],
     full: PageQueue,
     segments: [SegmentList; 2],
@@ -101,6 +103,7 @@ impl Heap {
             counters: Counters::new(),
             delayed_free: AtomicPtr::new(ptr::null_mut()),
             pending_remote: [remote::PendingChain::EMPTY; BIN_COUNT],
+            pending_bins: 0,
             queues: [PageQueue::EMPTY; BIN_COUNT],
             full: PageQueue::EMPTY,
             segments: [SegmentList::EMPTY; 2],
@@ -418,8 +421,13 @@ pub unsafe fn alloc_slow(heap: *mut Heap, size: usize) -> *mut u8 {
     block
 }
 
-/// Deferred work done every time the slow path runs (the heap's heartbeat).
+/// Deferred work done every time the slow path runs (the heap's heartbeat): held-back remote
+/// frees go out too, so that a thread that frees now and then and allocates on keeps no chain
+/// for long.
 fn slow_path_tail(heap: &mut Heap) {
+    if heap.pending_bins != 0 {
+        flush_pending_remote(heap);
+    }
     publish_live(heap);
     purge::maybe_start();
 }
@@ -438,6 +446,8 @@ const UNPUBLISHED_FREES_MAX: isize = 256 << 10;
 fn publish_if_behind(heap: &mut Heap) {
     if heap.counters.live_delta() - heap.flushed_live < -UNPUBLISHED_FREES_MAX {
         publish_live(heap);
+        // A thread that only frees flushes its held-back chains here too.
+        flush_pending_remote(heap);
     }
 }
 
@@ -756,11 +766,33 @@ unsafe fn for_each_page(heap: &mut Heap, mut f: impl FnMut(&mut Heap, *mut Page)
     }
 }
 
+/// Frees a block of another heap's page from this heap's thread, held back in the chain of the
+/// page's size class (see `remote::PendingChain`).
+///
+/// # Safety
+/// `heap` must be the calling thread's own heap; `block` a live block of `page`, which must be
+/// in use and not owned by `heap`.
+pub unsafe fn free_remote_held(heap: &mut Heap, page: &Page, block: *mut Block) {
+    let bin = page.bin as usize;
+    match heap.pending_remote.get_mut(bin) {
+        Some(chain) => {
+            // SAFETY: forwarded from the caller; the chain is this thread's own.
+            unsafe { remote::free_remote_batched(chain, page, block) };
+            heap.pending_bins |= 1 << bin;
+        }
+        // SAFETY: forwarded from the caller.
+        None => unsafe { remote::free_remote(page, block) },
+    }
+}
+
 /// Hands every chain of blocks this heap's thread held back to the pages' owners.
 fn flush_pending_remote(heap: &mut Heap) {
-    for chain in heap.pending_remote.iter_mut() {
+    let mut bins = core::mem::take(&mut heap.pending_bins);
+    while bins != 0 {
+        let bin = bins.trailing_zeros() as usize;
+        bins &= bins - 1;
         // SAFETY: the heap is the calling thread's own, and so are its chains.
-        unsafe { remote::flush_pending(chain) };
+        unsafe { remote::flush_pending(&mut heap.pending_remote[bin]) };
     }
 }
 
@@ -844,6 +876,9 @@ pub fn collect(force: bool) {
 struct HeapList {
     live: *mut Heap,
     live_count: usize,
+    /// Live heaps whose thread exists (in a `fork` child, only the forking thread's: the other
+    /// heaps' threads were not copied). At zero the purger thread ends.
+    running_threads: usize,
     free: *mut Heap,
     /// The part of the last chunk of heap structs not handed out yet: `[carve_next, carve_end)`.
     /// Structs are carved one at a time, so a process with one thread touches one struct's
@@ -856,6 +891,7 @@ unsafe impl Send for HeapList {}
 static HEAPS: Lock<HeapList> = Lock::new(HeapList {
     live: ptr::null_mut(),
     live_count: 0,
+    running_threads: 0,
     free: ptr::null_mut(),
     carve_next: 0,
     carve_end: 0,
@@ -952,6 +988,7 @@ fn take_heap_struct() -> *mut Heap {
     }
     heaps.live = heap;
     heaps.live_count += 1;
+    heaps.running_threads += 1;
     heap
 }
 
@@ -978,9 +1015,19 @@ extern "C" fn on_thread_exit(value: *mut libc::c_void) {
             (*next).prev_heap = prev;
         }
         heaps.live_count -= 1;
+        heaps.running_threads = heaps.running_threads.saturating_sub(1);
+        let last = heaps.running_threads == 0;
         (*heap).is_real = false;
         (*heap).next_heap = heaps.free;
         heaps.free = heap;
+        drop(heaps);
+        if last {
+            // The last thread that allocated is ending. If it is the process's last thread
+            // too (a main thread that called pthread_exit), the process ends when it does,
+            // unless the purger thread lives on: it blocks every signal, so not even SIGTERM
+            // would end the process then. A later allocation starts a new purger if needed.
+            purge::stop();
+        }
     }
 }
 
@@ -1022,5 +1069,8 @@ extern "C" fn fork_child() {
         crate::segment::unlock_all_after_fork();
         HEAPS.unlock_after_fork();
     }
+    // SAFETY: the current heap pointer is always valid to read.
+    let own_heap = unsafe { (*current()).is_real };
+    HEAPS.lock().running_threads = usize::from(own_heap);
     purge::after_fork_in_child();
 }

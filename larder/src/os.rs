@@ -61,8 +61,11 @@ pub fn map_aligned(size: usize, align: usize) -> Option<NonNull<u8>> {
 const OWN_RANGE_BASE: usize = 20 << 40;
 const OWN_RANGE_SPREAD: usize = 1 << 40;
 const OWN_RANGE_END: usize = 64 << 40;
-/// Claims that found the range taken after which larder stops trying it.
+/// Claims in a row that found the range taken after which larder stops trying it.
 const OWN_RANGE_MISSES_MAX: u32 = 8;
+/// Mappings larger than this come from the kernel: they are huge blocks, unmapped when freed,
+/// and the cursor never moves back, so they would use the range up.
+const OWN_RANGE_CLAIM_MAX: usize = 64 << 20;
 /// The next free address of the own range (0: not chosen yet; `usize::MAX`: given up).
 static OWN_RANGE_NEXT: AtomicUsize = AtomicUsize::new(0);
 static OWN_RANGE_MISSES: AtomicU32 = AtomicU32::new(0);
@@ -78,7 +81,11 @@ fn own_range_start() -> usize {
 
 fn map_in_own_range(size: usize, align: usize) -> Option<NonNull<u8>> {
     let claimed = align_up(size, align)?;
+    if claimed > OWN_RANGE_CLAIM_MAX {
+        return None;
+    }
     let mut next = OWN_RANGE_NEXT.load(Ordering::Relaxed);
+    let mut wrapped = false;
     let start = loop {
         if next == usize::MAX {
             return None;
@@ -86,7 +93,17 @@ fn map_in_own_range(size: usize, align: usize) -> Option<NonNull<u8>> {
         let start = align_up(if next == 0 { own_range_start() } else { next }, align)?;
         let end = start.checked_add(claimed)?;
         if end > OWN_RANGE_END {
-            return None;
+            // The range is used up (a process that maps and frees for weeks): start again
+            // from its base, where most spans have long been freed; taken ones are skipped.
+            if wrapped {
+                return None;
+            }
+            wrapped = true;
+            match OWN_RANGE_NEXT.compare_exchange(next, 0, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => next = 0,
+                Err(now) => next = now,
+            }
+            continue;
         }
         match OWN_RANGE_NEXT.compare_exchange_weak(next, end, Ordering::Relaxed, Ordering::Relaxed)
         {
@@ -96,19 +113,64 @@ fn map_in_own_range(size: usize, align: usize) -> Option<NonNull<u8>> {
     };
     // MAP_FIXED_NOREPLACE fails rather than clobber a mapping someone else placed there; a
     // kernel older than 4.17 takes it as a plain hint and may answer elsewhere.
-    let placed = map(size, start as *mut u8, libc::MAP_FIXED_NOREPLACE);
-    match placed {
-        Some(p) if p.as_ptr() as usize == start => Some(p),
-        _ => {
-            if let Some(p) = placed {
-                unmap(p.as_ptr(), size);
-            }
-            if OWN_RANGE_MISSES.fetch_add(1, Ordering::Relaxed) + 1 >= OWN_RANGE_MISSES_MAX {
-                OWN_RANGE_NEXT.store(usize::MAX, Ordering::Relaxed);
-            }
-            None
+    // SAFETY: as in `map`: a fresh anonymous mapping that replaces nothing.
+    let p = unsafe {
+        libc::mmap(
+            start as *mut libc::c_void,
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE
+                | libc::MAP_ANONYMOUS
+                | libc::MAP_NORESERVE
+                | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        if errno() == libc::EEXIST {
+            // Someone else's mapping: the cursor stays past it.
+            own_range_missed();
+        } else {
+            // Out of memory or address space: give the claim back if nobody claimed after it.
+            let _ = OWN_RANGE_NEXT.compare_exchange(
+                start + claimed,
+                start,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
         }
+        return None;
     }
+    if p as usize != start {
+        unmap(p.cast(), size);
+        own_range_missed();
+        return None;
+    }
+    OWN_RANGE_MISSES.store(0, Ordering::Relaxed);
+    NonNull::new(p.cast())
+}
+
+fn own_range_missed() {
+    if OWN_RANGE_MISSES.fetch_add(1, Ordering::Relaxed) + 1 >= OWN_RANGE_MISSES_MAX {
+        OWN_RANGE_NEXT.store(usize::MAX, Ordering::Relaxed);
+    }
+}
+
+/// Whether a mapping of larder's that ends at `end` may grow in place to `new_end`: when the
+/// own range's next claim starts at `end`, the claim moves past `new_end` first (false if
+/// another thread claimed it meanwhile), so that no segment is later placed where the mapping
+/// grew (which would make that claim fail, and enough such failures end the own range).
+pub fn may_grow_in_place(end: usize, new_end: usize) -> bool {
+    OWN_RANGE_NEXT.load(Ordering::Relaxed) != end
+        || OWN_RANGE_NEXT
+            .compare_exchange(end, new_end, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+}
+
+fn errno() -> libc::c_int {
+    // SAFETY: __errno_location returns the calling thread's errno slot, always valid.
+    unsafe { *libc::__errno_location() }
 }
 
 fn map_over_reserved(size: usize, align: usize) -> Option<NonNull<u8>> {

@@ -6,9 +6,9 @@
 //!
 //! Invariant, for a page in use:
 //! `used == capacity - |free| - |local_free|`, where `used` still counts blocks sitting on
-//! `thread_free` until the owner collects them. The slow path moves `local_free` and
-//! `thread_free` onto `free` in one step (`collect`), and carves more of the page into blocks
-//! a little at a time (`extend`), so that a fresh page costs little.
+//! `thread_free` until the owner collects them. The slow path moves `thread_free` onto `free`
+//! (and `local_free` when `free` is empty) in one step (`collect`), and carves more of the page
+//! into blocks a little at a time (`extend`), so that a fresh page costs little.
 
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -194,7 +194,10 @@ impl Page {
         }
     }
 
-    /// Moves the blocks freed locally and remotely onto `free`, carving nothing.
+    /// Moves the blocks freed remotely onto `free`, and those freed locally too when `free` is
+    /// empty, carving nothing. Nothing already on `free` is walked: the remote blocks go in
+    /// front of it (their list is walked anyway, for its length), and `local_free` waits for
+    /// `free` to run dry (its blocks are counted free already).
     ///
     /// # Safety
     /// The page must be in use and owned by the calling thread (or, abandoned, held off the
@@ -206,19 +209,13 @@ impl Page {
             // SAFETY: the taken list holds blocks of this page, each freed exactly once.
             let (tail, count) = unsafe { list_tail_and_len(remote) };
             // SAFETY: `tail` is a block of the taken list.
-            unsafe { (*tail).next = self.local_free };
-            self.local_free = remote;
+            unsafe { (*tail).next = self.free };
+            self.free = remote;
             self.used -= count;
+            self.free_is_zero = false;
         }
-        if !self.local_free.is_null() {
-            if self.free.is_null() {
-                self.free = self.local_free;
-            } else {
-                // SAFETY: `free` is a valid list owned by this thread.
-                let (tail, _) = unsafe { list_tail_and_len(self.free) };
-                // SAFETY: `tail` is the last block of `free`.
-                unsafe { (*tail).next = self.local_free };
-            }
+        if self.free.is_null() && !self.local_free.is_null() {
+            self.free = self.local_free;
             self.local_free = ptr::null_mut();
             self.free_is_zero = false;
         }

@@ -29,6 +29,8 @@ const NOT_STARTED: u8 = 0;
 const STARTING: u8 = 1;
 const RUNNING: u8 = 2;
 const FAILED: u8 = 3;
+/// Asked to end (see `stop`); it becomes `NOT_STARTED` as the thread ends.
+const STOPPING: u8 = 4;
 static PURGER: AtomicU8 = AtomicU8::new(NOT_STARTED);
 /// Futex word the purger sleeps on while nothing is dirty (1 = asleep).
 static ASLEEP: AtomicU32 = AtomicU32::new(0);
@@ -111,10 +113,16 @@ fn start() {
 
 extern "C" fn purger_main(_: *mut libc::c_void) -> *mut libc::c_void {
     loop {
+        if PURGER.load(Ordering::SeqCst) == STOPPING {
+            PURGER.store(NOT_STARTED, Ordering::Release);
+            return core::ptr::null_mut();
+        }
         if DIRTY_BYTES.load(Ordering::Relaxed) <= 0 {
-            ASLEEP.store(1, Ordering::Relaxed);
-            // Re-check after announcing sleep, so a concurrent `add_dirty` cannot be missed.
-            if DIRTY_BYTES.load(Ordering::SeqCst) <= 0 {
+            ASLEEP.store(1, Ordering::SeqCst);
+            // Re-check after announcing sleep, so that a concurrent `add_dirty` or `stop`
+            // cannot be missed.
+            if DIRTY_BYTES.load(Ordering::SeqCst) <= 0 && PURGER.load(Ordering::SeqCst) != STOPPING
+            {
                 os::futex_wait(&ASLEEP, 1, Some(idle_sleep_ms()));
             }
             ASLEEP.store(0, Ordering::Relaxed);
@@ -171,10 +179,24 @@ pub fn purge_expired(cutoff_ms: u64, force: bool) -> usize {
     purged
 }
 
+/// Asks the purger thread to end, and wakes it: the last thread that allocated is exiting, and
+/// the purger must not be what keeps the process alive (see `heap::on_thread_exit`). Memory
+/// freed after this waits for the next purger, which the next allocation slow path starts if
+/// enough is dirty.
+pub fn stop() {
+    if PURGER
+        .compare_exchange(RUNNING, STOPPING, Ordering::SeqCst, Ordering::Relaxed)
+        .is_ok()
+    {
+        ASLEEP.store(0, Ordering::SeqCst);
+        os::futex_wake(&ASLEEP, 1);
+    }
+}
+
 /// Forgets the purger thread in a `fork` child, where it does not exist.
 pub fn after_fork_in_child() {
     let state = PURGER.load(Ordering::Relaxed);
-    if state == RUNNING || state == STARTING {
+    if state == RUNNING || state == STARTING || state == STOPPING {
         PURGER.store(NOT_STARTED, Ordering::Relaxed);
     }
     ASLEEP.store(0, Ordering::Relaxed);

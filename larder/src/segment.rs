@@ -397,11 +397,15 @@ impl Segment {
             // A dirty span goes to the cache counted as committed whole.
             stats::add_committed((purged_bytes + mapped - SEGMENT_SIZE) as isize);
             mapped
-        } else {
-            // Every page is purged: purge the header too, so the span reads as zero.
-            os::purge(seg.cast(), first);
+        } else if os::purge(seg.cast(), first) {
+            // Every page is purged: the header too now, so the span reads as zero.
             stats::add_committed(-(first as isize));
             0
+        } else {
+            // The kernel refused (mlockall): the header keeps its bytes, so the span does not
+            // read as zero; count it dirty whole.
+            stats::add_committed((mapped - first) as isize);
+            mapped
         };
         cache::put(Span {
             base: seg as usize,
@@ -596,6 +600,19 @@ const DIRTY_EXCESS_MAX: usize = 1 << 20;
 /// Blocks at least this big get transparent huge pages: they are written whole as a rule, and
 /// rounding the last 2 MiB up costs at most half of such a block.
 pub const HUGE_PAGE_BLOCK_MIN: usize = 2 << 20;
+/// The transparent huge page size (x86-64, and aarch64 with 4 KiB pages).
+const HUGE_PAGE: usize = 2 << 20;
+
+/// Bytes from a single segment's base that may become resident once its first `end` bytes are
+/// written: with huge pages the kernel faults in whole 2 MiB pages, so the last one counts
+/// whole (and is purged whole, so that a purge never splits one and leaves its rest resident).
+pub fn resident_extent(end: usize, mapped: usize, huge_pages: bool) -> usize {
+    if huge_pages {
+        end.next_multiple_of(HUGE_PAGE).min(mapped)
+    } else {
+        end
+    }
+}
 
 /// Header bytes before the block of a single segment (also the offset of an unaligned block).
 fn single_header_bytes() -> usize {
@@ -617,24 +634,27 @@ pub fn alloc_single(size: usize, align: usize) -> Option<(*mut u8, bool)> {
         return None;
     }
     let huge_pages = size >= HUGE_PAGE_BLOCK_MIN;
+    let resident = resident_extent(total, reserve, huge_pages);
     let Span {
         base,
         size: mapped,
         mut dirty,
         ..
-    } = obtain_span(reserve, total, SEGMENT_SIZE, false, huge_pages)?;
-    if dirty > DIRTY_EXCESS_MAX + 2 * total {
-        // A span that held a small segment or a bigger block: a block that might live long
-        // would pin its resident pages. Purge beyond the block.
-        os::purge((base + total) as *mut u8, dirty - total);
-        stats::add_committed(-((dirty - total) as isize));
-        dirty = total;
+    } = obtain_span(reserve, resident, SEGMENT_SIZE, false, huge_pages)?;
+    // A span that held a small segment or a bigger block: a block that might live long would
+    // pin its resident pages. Purge beyond the block (if the kernel refuses, e.g. under
+    // mlockall, the old bytes stay and count as dirty).
+    if dirty > DIRTY_EXCESS_MAX + 2 * resident
+        && os::purge((base + resident) as *mut u8, dirty - resident)
+    {
+        stats::add_committed(-((dirty - resident) as isize));
+        dirty = resident;
     }
     // The block's pages count as committed from now on (a dirty prefix already does).
-    stats::add_committed(total.saturating_sub(dirty) as isize);
+    stats::add_committed(resident.saturating_sub(dirty) as isize);
     let seg = base as *mut Segment;
     // SAFETY: the span is mapped, at least `offset + size` bytes, and unused.
-    unsafe { init_single(seg, mapped, offset, size, false, total.max(dirty)) };
+    unsafe { init_single(seg, mapped, offset, size, false, resident.max(dirty)) };
     // SAFETY: just written.
     unsafe { (*seg).huge_pages = huge_pages };
     // SAFETY: offset < mapped.
@@ -826,6 +846,15 @@ mod tests {
         let page: Page = unsafe { core::mem::zeroed() };
         assert!(!page.in_use());
         assert_eq!(page.purge.load(Ordering::Relaxed), purge_state::PURGED);
+    }
+
+    #[test]
+    fn a_huge_page_block_counts_its_last_huge_page_whole() {
+        let mapped = 3 * SEGMENT_SIZE;
+        let end = SEGMENT_SIZE + (64 << 10);
+        assert_eq!(resident_extent(end, mapped, false), end);
+        assert_eq!(resident_extent(end, mapped, true), SEGMENT_SIZE + HUGE_PAGE);
+        assert_eq!(resident_extent(mapped - 4096, mapped, true), mapped);
     }
 
     #[test]

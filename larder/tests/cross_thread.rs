@@ -135,3 +135,44 @@ fn blocks_held_back_by_a_freeing_thread_reach_their_owner_when_it_exits() {
     }
     assert_eq!(reused, count, "blocks never came back to their owner");
 }
+
+/// A thread that freed blocks of another thread's page and stays alive hands its held-back
+/// chains over in its next allocation slow path, not only when it exits.
+#[test]
+fn a_freeing_thread_that_lives_on_hands_its_chains_over_when_it_allocates() {
+    let _serial = serial();
+    let layout = std::alloc::Layout::from_size_align(2700, 8).unwrap();
+    let count = 12;
+    // SAFETY: the layout has a non-zero size; every block is freed below.
+    let first: Vec<usize> = (0..count)
+        .map(|_| unsafe { std::alloc::alloc(layout) } as usize)
+        .collect();
+    let handed = first.clone();
+    let (freed_tx, freed_rx) = sync_channel::<()>(0);
+    let (done_tx, done_rx) = sync_channel::<()>(0);
+    let freer = std::thread::spawn(move || {
+        let own = std::hint::black_box(vec![1u8; 100]);
+        for p in handed {
+            // SAFETY: allocated above with this layout, freed once, here.
+            unsafe { std::alloc::dealloc(p as *mut u8, layout) };
+        }
+        // Blocks of a size this thread has no page for: its slow path runs.
+        let fresh: Vec<Box<[u8; 5000]>> = (0..4).map(|_| Box::new([7u8; 5000])).collect();
+        freed_tx.send(()).unwrap();
+        done_rx.recv().unwrap();
+        drop((own, fresh));
+    });
+    freed_rx.recv().unwrap();
+    // SAFETY: as above.
+    let again: Vec<usize> = (0..4 * count)
+        .map(|_| unsafe { std::alloc::alloc(layout) } as usize)
+        .collect();
+    let reused = first.iter().filter(|p| again.contains(p)).count();
+    for p in again {
+        // SAFETY: allocated just above with this layout.
+        unsafe { std::alloc::dealloc(p as *mut u8, layout) };
+    }
+    done_tx.send(()).unwrap();
+    freer.join().unwrap();
+    assert_eq!(reused, count, "a live thread kept blocks from their owner");
+}

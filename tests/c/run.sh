@@ -35,6 +35,8 @@ run_test() {
 run_test "api semantics on glibc" "$out/api_semantics"
 run_test "api semantics, preloaded" env LD_PRELOAD="$lib_dir/liblarder.so" "$out/api_semantics"
 run_test "large blocks from four threads at once, preloaded" env LD_PRELOAD="$lib_dir/liblarder.so" "$out/contended_large"
+run_test "a process whose main thread calls pthread_exit ends with its last thread, preloaded" \
+  env LD_PRELOAD="$lib_dir/liblarder.so" timeout 20 "$out/main_pthread_exit"
 run_test "api semantics, linked with -llarder" "$out/api_semantics_linked"
 run_test "larder's own C API, linked with -llarder" "$out/larder_api"
 expected=$(mktemp)
