@@ -96,6 +96,34 @@ fn blocks_freed_by_a_thread_that_never_allocates() {
     drop(again);
 }
 
+/// `count` blocks of `layout`, as addresses.
+fn alloc_blocks(layout: std::alloc::Layout, count: usize) -> Vec<usize> {
+    // SAFETY: the layout has a non-zero size; callers free every block.
+    let blocks: Vec<usize> = (0..count)
+        .map(|_| unsafe { std::alloc::alloc(layout) } as usize)
+        .collect();
+    assert!(blocks.iter().all(|&p| p != 0));
+    blocks
+}
+
+/// Frees blocks of `layout` given as addresses.
+fn free_blocks(blocks: Vec<usize>, layout: std::alloc::Layout) {
+    for p in blocks {
+        // SAFETY: allocated with this layout by `alloc_blocks`, freed once, here.
+        unsafe { std::alloc::dealloc(p as *mut u8, layout) };
+    }
+}
+
+/// How many of `first` (freed by another thread) the owner gets back among four times as many
+/// new blocks: it carves what is left of its free list first, then collects the page's
+/// cross-thread frees.
+fn reused_by_owner(first: &[usize], layout: std::alloc::Layout) -> usize {
+    let again = alloc_blocks(layout, 4 * first.len());
+    let reused = first.iter().filter(|p| again.contains(p)).count();
+    free_blocks(again, layout);
+    reused
+}
+
 /// A thread holds back the blocks it frees into another thread's page (one chain per size
 /// class) and hands them over when it exits: the owner then gets the very same blocks back. A
 /// chain lost at exit would leave them used forever, and the owner would carve new ones.
@@ -104,36 +132,18 @@ fn blocks_held_back_by_a_freeing_thread_reach_their_owner_when_it_exits() {
     let _serial = serial();
     // A size no other test here uses, and fewer blocks than a chain holds.
     let layout = std::alloc::Layout::from_size_align(2900, 8).unwrap();
-    let count = 12;
-    // SAFETY: the layout has a non-zero size; every block is freed below.
-    let first: Vec<usize> = (0..count)
-        .map(|_| unsafe { std::alloc::alloc(layout) } as usize)
-        .collect();
-    assert!(first.iter().all(|&p| p != 0));
+    let first = alloc_blocks(layout, 12);
     let handed = first.clone();
     std::thread::spawn(move || {
         // A thread that allocates has a heap of its own (one that never does frees directly).
         let own = std::hint::black_box(vec![1u8; 100]);
-        for p in handed {
-            // SAFETY: allocated above with this layout, freed once, here.
-            unsafe { std::alloc::dealloc(p as *mut u8, layout) };
-        }
+        free_blocks(handed, layout);
         drop(own);
     })
     .join()
     .unwrap();
-    // The owner carves what is left of its free list first, then collects the page's
-    // cross-thread frees.
-    // SAFETY: as above.
-    let again: Vec<usize> = (0..4 * count)
-        .map(|_| unsafe { std::alloc::alloc(layout) } as usize)
-        .collect();
-    let reused = first.iter().filter(|p| again.contains(p)).count();
-    for p in again {
-        // SAFETY: allocated just above with this layout.
-        unsafe { std::alloc::dealloc(p as *mut u8, layout) };
-    }
-    assert_eq!(reused, count, "blocks never came back to their owner");
+    let reused = reused_by_owner(&first, layout);
+    assert_eq!(reused, first.len(), "blocks never came back to their owner");
 }
 
 /// A thread that freed blocks of another thread's page and stays alive hands its held-back
@@ -142,20 +152,13 @@ fn blocks_held_back_by_a_freeing_thread_reach_their_owner_when_it_exits() {
 fn a_freeing_thread_that_lives_on_hands_its_chains_over_when_it_allocates() {
     let _serial = serial();
     let layout = std::alloc::Layout::from_size_align(2700, 8).unwrap();
-    let count = 12;
-    // SAFETY: the layout has a non-zero size; every block is freed below.
-    let first: Vec<usize> = (0..count)
-        .map(|_| unsafe { std::alloc::alloc(layout) } as usize)
-        .collect();
+    let first = alloc_blocks(layout, 12);
     let handed = first.clone();
     let (freed_tx, freed_rx) = sync_channel::<()>(0);
     let (done_tx, done_rx) = sync_channel::<()>(0);
     let freer = std::thread::spawn(move || {
         let own = std::hint::black_box(vec![1u8; 100]);
-        for p in handed {
-            // SAFETY: allocated above with this layout, freed once, here.
-            unsafe { std::alloc::dealloc(p as *mut u8, layout) };
-        }
+        free_blocks(handed, layout);
         // Blocks of a size this thread has no page for: its slow path runs.
         let fresh: Vec<Box<[u8; 5000]>> = (0..4).map(|_| Box::new([7u8; 5000])).collect();
         freed_tx.send(()).unwrap();
@@ -163,16 +166,12 @@ fn a_freeing_thread_that_lives_on_hands_its_chains_over_when_it_allocates() {
         drop((own, fresh));
     });
     freed_rx.recv().unwrap();
-    // SAFETY: as above.
-    let again: Vec<usize> = (0..4 * count)
-        .map(|_| unsafe { std::alloc::alloc(layout) } as usize)
-        .collect();
-    let reused = first.iter().filter(|p| again.contains(p)).count();
-    for p in again {
-        // SAFETY: allocated just above with this layout.
-        unsafe { std::alloc::dealloc(p as *mut u8, layout) };
-    }
+    let reused = reused_by_owner(&first, layout);
     done_tx.send(()).unwrap();
     freer.join().unwrap();
-    assert_eq!(reused, count, "a live thread kept blocks from their owner");
+    assert_eq!(
+        reused,
+        first.len(),
+        "a live thread kept blocks from their owner"
+    );
 }
