@@ -470,6 +470,9 @@ pub fn reap_abandoned(cutoff_ms: u64) {
     if ABANDONED_HINT.load(Ordering::Relaxed) == 0 {
         return;
     }
+    // Held for the whole pass: the segments being reaped are on no list meanwhile, and a `fork`
+    // then would leave the child without them.
+    let _reaping = REAPING.lock();
     let mut chain: *mut Segment = ptr::null_mut();
     {
         let mut list = ABANDONED.lock();
@@ -535,6 +538,8 @@ unsafe fn reap(seg: *mut Segment) -> bool {
 struct AbandonedList(*mut Segment, usize);
 // SAFETY: only touched under its lock.
 unsafe impl Send for AbandonedList {}
+/// Held by a reaping pass (`reap_abandoned`), taken before the registry and abandoned-list locks.
+static REAPING: Lock<()> = Lock::new(());
 static ABANDONED: Lock<AbandonedList> = Lock::new(AbandonedList(ptr::null_mut(), 0));
 static ABANDONED_HINT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
@@ -817,9 +822,11 @@ pub fn release_span(base: usize, size: usize) {
     stats::add_reserved(-(size as isize));
 }
 
-/// Takes the registry and abandoned-list locks for `fork` (after the heap list's lock, before
-/// the cache's: the one order every fork handler uses; no other code holds two of them).
+/// Takes the reaping, registry and abandoned-list locks for `fork` (after the heap list's lock,
+/// before the cache's: the one order every fork handler uses). Only a reaping pass holds two
+/// of them at once, and it takes them in this order too (reaping first, then the others).
 pub fn lock_all_for_fork() {
+    REAPING.lock_for_fork();
     REGISTRY.lock_for_fork();
     ABANDONED.lock_for_fork();
 }
@@ -833,6 +840,7 @@ pub unsafe fn unlock_all_after_fork() {
     unsafe {
         ABANDONED.unlock_after_fork();
         REGISTRY.unlock_after_fork();
+        REAPING.unlock_after_fork();
     }
 }
 
