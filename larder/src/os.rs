@@ -113,21 +113,8 @@ fn map_in_own_range(size: usize, align: usize) -> Option<NonNull<u8>> {
     };
     // MAP_FIXED_NOREPLACE fails rather than clobber a mapping someone else placed there; a
     // kernel older than 4.17 takes it as a plain hint and may answer elsewhere.
-    // SAFETY: as in `map`: a fresh anonymous mapping that replaces nothing.
-    let p = unsafe {
-        libc::mmap(
-            start as *mut libc::c_void,
-            size,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE
-                | libc::MAP_ANONYMOUS
-                | libc::MAP_NORESERVE
-                | libc::MAP_FIXED_NOREPLACE,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
+    let Some(p) = map(size, start as *mut u8, libc::MAP_FIXED_NOREPLACE) else {
+        // (`map` returns straight after a failed mmap, so errno is still mmap's.)
         if errno() == libc::EEXIST {
             // Someone else's mapping: the cursor stays past it.
             own_range_missed();
@@ -141,14 +128,14 @@ fn map_in_own_range(size: usize, align: usize) -> Option<NonNull<u8>> {
             );
         }
         return None;
-    }
-    if p as usize != start {
-        unmap(p.cast(), size);
+    };
+    if p.as_ptr() as usize != start {
+        unmap(p.as_ptr(), size);
         own_range_missed();
         return None;
     }
     OWN_RANGE_MISSES.store(0, Ordering::Relaxed);
-    NonNull::new(p.cast())
+    Some(p)
 }
 
 fn own_range_missed() {
