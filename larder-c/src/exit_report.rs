@@ -13,31 +13,13 @@
 //! `larder-heap v1 pid=P ppid=P alloc_count=N free_count=N requested_bytes=N
 //! live_bytes=N peak_live_bytes=N committed_bytes=N reserved_bytes=N name=NAME`
 
-use core::cell::UnsafeCell;
 use core::ffi::{c_char, c_int, CStr};
-use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::line::Line;
 
-/// The environment variable that names the report file.
-const REPORT_FILE_VAR: &[u8] = b"LARDER_REPORT_FILE=";
-
-/// Room for the path; a longer one is ignored rather than truncated.
-const PATH_CAPACITY: usize = 4096;
-
-/// The report file's path, NUL-terminated, written once by the constructor
-/// before `ARMED` is set and only read after it is.
-struct ReportPath(UnsafeCell<[u8; PATH_CAPACITY]>);
-
-// SAFETY: written only by `read_environment` before ARMED is released, read
-// only after ARMED is acquired: the atomic orders every access.
-unsafe impl Sync for ReportPath {}
-
-static REPORT_PATH: ReportPath = ReportPath(UnsafeCell::new([0; PATH_CAPACITY]));
-static ARMED: AtomicBool = AtomicBool::new(false);
-
-/// Run by the dynamic linker (or, linked statically, by libc's start-up code)
-/// with the process's arguments and environment, before `main`.
+/// Run by the dynamic linker (or, linked statically, by libc's start-up code) before `main`:
+/// the options (the report file among them) are read from the environment as the process
+/// starts, before the program can change it.
 #[used]
 #[link_section = ".init_array"]
 static READ_ENVIRONMENT: extern "C" fn(c_int, *const *const c_char, *const *const c_char) =
@@ -51,35 +33,9 @@ static WRITE_AT_EXIT: extern "C" fn() = write_at_exit;
 extern "C" fn read_environment(
     _argc: c_int,
     _argv: *const *const c_char,
-    envp: *const *const c_char,
+    _envp: *const *const c_char,
 ) {
-    if envp.is_null() {
-        return;
-    }
-    let mut entry = envp;
-    loop {
-        // SAFETY: envp is the NULL-terminated array the loader passes to
-        // initialisers; `entry` never goes past its terminating NULL.
-        let var = unsafe { *entry };
-        if var.is_null() {
-            return;
-        }
-        // SAFETY: every entry of envp is a NUL-terminated string.
-        let text = unsafe { CStr::from_ptr(var) }.to_bytes();
-        if let Some(path) = text.strip_prefix(REPORT_FILE_VAR) {
-            if !path.is_empty() && path.len() < PATH_CAPACITY {
-                // SAFETY: ARMED is still false, so nothing reads the buffer;
-                // initialisers run on one thread.
-                let buffer = unsafe { &mut *REPORT_PATH.0.get() };
-                buffer[..path.len()].copy_from_slice(path);
-                buffer[path.len()] = 0;
-                ARMED.store(true, Ordering::Release);
-            }
-            return;
-        }
-        // SAFETY: the current entry is not the terminator, so the next exists.
-        entry = unsafe { entry.add(1) };
-    }
+    larder_core::options::get();
 }
 
 extern "C" {
@@ -88,14 +44,18 @@ extern "C" {
 }
 
 extern "C" fn write_at_exit() {
-    if !ARMED.swap(false, Ordering::Acquire) {
+    let Some(path) = larder_core::options::get().report_file.as_c_str() else {
         return;
-    }
+    };
     let record = format_record();
-    let path = REPORT_PATH.0.get().cast::<c_char>();
-    // SAFETY: the path is NUL-terminated (ARMED was set after it was written).
-    // No O_CREAT: larder run creates the file; without it there is no reader.
-    let fd = unsafe { libc::open(path, libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC) };
+    // SAFETY: the path is NUL-terminated. No O_CREAT: larder run creates the
+    // file; without it there is no reader.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC,
+        )
+    };
     if fd < 0 {
         return;
     }

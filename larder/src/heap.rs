@@ -865,7 +865,7 @@ pub fn collect(force: bool) {
     let cutoff = if force {
         u64::MAX
     } else {
-        os::now_ms().saturating_sub(purge::PURGE_DELAY_MS)
+        os::now_ms().saturating_sub(purge::purge_delay_ms())
     };
     purge::purge_expired(cutoff, force);
 }

@@ -21,6 +21,7 @@
 //! - `cache`: spans kept for reuse; `purge`: giving memory back after a delay;
 //! - `heap`: the per-thread heap, the slow path, abandon and reclaim;
 //! - `alloc`: the fast paths; `stats`, `report`: counters and messages;
+//! - `options`: every `LARDER_*` variable, one typed table;
 //! - `global` (`Larder`), `raw` (for the C library): the public faces;
 //! - `kit`: allocation strategies (arena, pool, slab, buffer) and test wrappers.
 
@@ -41,6 +42,7 @@ mod stats;
 mod sync;
 
 pub mod kit;
+pub mod options;
 pub mod raw;
 
 pub use global::Larder;

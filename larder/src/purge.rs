@@ -1,6 +1,6 @@
 //! Giving memory back to the OS after a delay, from a background thread.
 //!
-//! Free pages and cached spans stay resident for `PURGE_DELAY_MS` after they empty, so a program
+//! Free pages and cached spans stay resident for the purge delay after they empty, so a program
 //! that frees and reallocates reuses warm memory; after the delay the purger thread purges them
 //! (MADV_DONTNEED), so RSS falls within a fraction of a second even when the program then sits
 //! idle and never calls the allocator again (mimalloc and jemalloc purge only from inside
@@ -17,7 +17,10 @@ use crate::segment::{Segment, REGISTRY};
 use crate::{cache, os, stats};
 
 /// How long free memory stays resident before the purger gives it back.
-pub const PURGE_DELAY_MS: u64 = 200;
+/// (`LARDER_PURGE_DELAY_MS`, 200 by default.)
+pub fn purge_delay_ms() -> u64 {
+    crate::options::get().purge_delay_ms
+}
 /// How often the purger looks while something is dirty.
 const TICK_MS: u64 = 100;
 /// Dirty bytes that justify starting the purger thread.
@@ -129,7 +132,7 @@ extern "C" fn purger_main(_: *mut libc::c_void) -> *mut libc::c_void {
         }
         let tick = AtomicU32::new(0);
         os::futex_wait(&tick, 0, Some(TICK_MS));
-        purge_expired(os::now_ms().saturating_sub(PURGE_DELAY_MS), false);
+        purge_expired(os::now_ms().saturating_sub(purge_delay_ms()), false);
     }
 }
 

@@ -26,7 +26,12 @@ impl Writer {
 
     /// Appends a string.
     pub fn str(&mut self, s: &str) {
-        for &b in s.as_bytes() {
+        self.bytes(s.as_bytes());
+    }
+
+    /// Appends raw bytes (a name or value read from the environment).
+    pub fn bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
             self.byte(b);
         }
     }
