@@ -2,9 +2,10 @@
 //! whose heap activity is known exactly (tests/c/run_summary.c), and its exit
 //! status, signals, timing and child processes.
 //!
-//! These tests need liblarder.so beside the larder executable, which
-//! `cargo test` does not build: scripts/test.sh runs
-//! `cargo build --release --workspace` first.
+//! liblarder.so, which `cargo test` does not build by itself, is brought up
+//! to date beside the larder executable first (tests/common).
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -13,14 +14,9 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 fn larder() -> &'static Path {
-    let larder = Path::new(env!("CARGO_BIN_EXE_larder"));
-    let lib = larder.with_file_name("liblarder.so");
-    assert!(
-        lib.is_file(),
-        "{} is missing: build it with `cargo build --release -p larder-c` before these tests",
-        lib.display()
-    );
-    larder
+    static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
+    LIBRARY.get_or_init(|| common::built_library("liblarder.so", "larder-c"));
+    common::larder_exe()
 }
 
 /// tests/c/run_summary.c, compiled once with the system C compiler.

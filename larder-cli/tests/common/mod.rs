@@ -1,0 +1,38 @@
+//! What larder-cli's integration tests share: the libraries `larder run` preloads.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+/// The `larder` executable under test.
+pub fn larder_exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_larder"))
+}
+
+/// `file` (a library the cdylib `package` builds), brought up to date beside the `larder`
+/// executable. `cargo test` builds the executables of the package under test but not other
+/// packages' cdylibs, so a fresh clone's `cargo test --workspace` would otherwise run against a
+/// missing or stale library: this runs `cargo build -p package` with the profile and target
+/// directory of the test itself (a no-op when it is up to date).
+pub fn built_library(file: &str, package: &str) -> PathBuf {
+    // One build at a time within this test binary; cargo's own lock serialises binaries.
+    static BUILDING: Mutex<()> = Mutex::new(());
+    let _guard = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
+    let exe_dir = larder_exe().parent().expect("the executable has a directory");
+    let library = exe_dir.join(file);
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .args(["build", "--quiet", "-p", package])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if exe_dir.ends_with("release") {
+        build.arg("--release");
+    }
+    if let Some(target_dir) = exe_dir.parent() {
+        build.arg("--target-dir").arg(target_dir);
+    }
+    let status = build.status().expect("cargo runs");
+    assert!(status.success(), "cargo build -p {package} failed");
+    assert!(library.is_file(), "{} was not built", library.display());
+    library
+}
