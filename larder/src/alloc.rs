@@ -14,10 +14,11 @@ use core::ptr;
 
 use crate::heap::{self, Heap};
 use crate::page::Block;
+use crate::report::BadFree;
 use crate::segment::{self, Kind, Segment, SEGMENT_SIZE, STATE_ACTIVE};
 use crate::size_class::{self, DIRECT_MAX, MEDIUM_MAX};
 use crate::stats::{self, RETIRED};
-use crate::{cache, os, remote, report, segment_map};
+use crate::{cache, freed, os, remote, report, segment_map};
 
 /// Alignment every block has without asking.
 pub const MIN_ALIGN: usize = 8;
@@ -229,9 +230,14 @@ unsafe fn free_in_segment<const CHECKED: bool>(seg: *mut Segment, block: *mut u8
         if (*seg).owner.load(core::sync::atomic::Ordering::Relaxed) == heap {
             let page = Segment::page_of(seg, block);
             if CHECKED && !(*page).is_block_start(block) {
-                report::invalid_free("free", block as usize);
+                report::bad_free(BadFree::Interior, "free", block as usize, None);
                 return;
             }
+            if freed::is_marked(block) {
+                double_free("free", &*page, block);
+                return;
+            }
+            freed::mark(block);
             let b = block.cast::<Block>();
             (*b).next = (*page).local_free;
             (*page).local_free = b;
@@ -267,19 +273,32 @@ unsafe fn free_in_segment<const CHECKED: bool>(seg: *mut Segment, block: *mut u8
 #[inline(never)]
 unsafe fn free_generic(block: *mut u8, requested: u64) {
     let Some(base) = segment_map::segment_of(block as usize) else {
-        report::foreign_pointer("free", block as usize);
+        refuse_unowned("free", block);
         return;
     };
     let seg = base as *mut Segment;
     // SAFETY: the map says `seg` is a segment of larder's, so its header is mapped.
     unsafe {
         if (*seg).state.load(core::sync::atomic::Ordering::Acquire) != STATE_ACTIVE {
-            report::invalid_free("free", block as usize);
+            // A single segment's header stays readable in the span cache (or reads as zero
+            // once purged): its block was freed.
+            report::bad_free(BadFree::DoubleFree, "free", block as usize, None);
+            return;
+        }
+        // A pointer into a segment's header, or into a page not in use, points where a
+        // block once was and is no more: a large block whose span was freed and has become a
+        // new segment, or a block of a page that emptied.
+        if (block as usize) < base + (*seg).first_page_offset {
+            report::bad_free(BadFree::DoubleFree, "free", block as usize, None);
             return;
         }
         let page = Segment::page_of(seg, block);
+        if !(*page).in_use() {
+            report::bad_free(BadFree::DoubleFree, "free", block as usize, None);
+            return;
+        }
         if !block_is_valid(&*page, block) {
-            report::invalid_free("free", block as usize);
+            report::bad_free(BadFree::Interior, "free", block as usize, None);
             return;
         }
         let block_size = (*page).block_size as u64;
@@ -298,6 +317,11 @@ unsafe fn free_generic(block: *mut u8, requested: u64) {
                 free_in_segment::<true>(seg, block, requested);
             }
             _ => {
+                if freed::is_marked(block) {
+                    double_free("free", &*page, block);
+                    return;
+                }
+                freed::mark(block);
                 count_free(requested, block_size);
                 let heap = heap::current();
                 if (*heap).is_real() {
@@ -307,6 +331,37 @@ unsafe fn free_generic(block: *mut u8, requested: u64) {
                 }
             }
         }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn double_free(what: &str, page: &crate::page::Page, block: *mut u8) {
+    let address = block as usize;
+    report::bad_free(
+        BadFree::DoubleFree,
+        what,
+        address,
+        Some((address, page.block_size)),
+    );
+}
+
+/// A pointer outside larder's segments given to `free` or `realloc`: a free of memory larder
+/// gave back (a double free), of the stack or of a global is reported; anything else (memory
+/// of another allocator, or the loader's from before larder was loaded) is left alone with a
+/// one-time warning, since freeing it is what a preloaded allocator must put up with.
+#[cold]
+#[inline(never)]
+fn refuse_unowned(what: &str, block: *mut u8) {
+    if segment_map::entry(block as usize) == segment_map::RELEASED {
+        report::bad_free(BadFree::DoubleFree, what, block as usize, None);
+        return;
+    }
+    let here = 0u8;
+    match os::mapping_of(block as usize, &here as *const u8 as usize) {
+        os::Mapping::Stack => report::bad_free(BadFree::Stack, what, block as usize, None),
+        os::Mapping::Module => report::bad_free(BadFree::Module, what, block as usize, None),
+        os::Mapping::Other | os::Mapping::Unmapped => report::foreign_pointer(what, block as usize),
     }
 }
 
@@ -364,7 +419,18 @@ pub unsafe fn realloc(block: *mut u8, new_size: usize, align: usize) -> *mut u8 
     // SAFETY: forwarded from the caller.
     let usable = unsafe { usable_size(block) };
     if usable == 0 {
-        report::foreign_pointer("realloc", block as usize);
+        if owns(block) {
+            // In larder's memory but not a live block: its segment or page was freed.
+            report::bad_free(BadFree::DoubleFree, "realloc", block as usize, None);
+        } else {
+            refuse_unowned("realloc", block);
+        }
+        return ptr::null_mut();
+    }
+    // SAFETY: a block with a usable size is a live-looking block of larder's; small and medium
+    // blocks carry the freed mark when free.
+    if usable <= MEDIUM_MAX && unsafe { freed::is_marked(block) } {
+        report::bad_free(BadFree::DoubleFree, "realloc", block as usize, None);
         return ptr::null_mut();
     }
     // Stay in place when the block fits and would not waste more than half of itself.

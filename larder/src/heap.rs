@@ -21,7 +21,7 @@ use crate::segment::{Kind, Segment};
 use crate::size_class::{self, BIN_COUNT, DIRECT_BIN, DIRECT_MAX, DIRECT_SLOTS, SMALL_MAX};
 use crate::stats::{self, Counters};
 use crate::sync::Lock;
-use crate::{os, purge};
+use crate::{freed, os, purge};
 
 /// A doubly linked list of pages.
 #[derive(Clone, Copy)]
@@ -377,6 +377,7 @@ pub unsafe fn pop_block(heap: &Heap, page: *mut Page, size: usize) -> *mut u8 {
         let page = &mut *page;
         let block = page.free;
         page.free = (*block).next;
+        freed::unmark(block.cast());
         page.used += 1;
         let counters = &heap.counters;
         stats::bump(&counters.alloc_count, 1);
@@ -920,6 +921,7 @@ fn global_init() -> bool {
         GLOBAL_INIT.store(INIT_NONE, Ordering::Release);
         return false;
     }
+    freed::init();
     // SAFETY: THREAD_KEY is written once here, before INIT_DONE publishes it; pthread_key_create
     // does not allocate.
     unsafe {

@@ -28,6 +28,7 @@
 mod alloc;
 mod atomic;
 mod cache;
+mod freed;
 mod global;
 mod heap;
 mod os;

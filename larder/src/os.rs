@@ -349,6 +349,99 @@ pub fn resident_bytes() -> usize {
     resident * page_size()
 }
 
+/// What kind of memory holds an address larder does not own, for reporting a bad free.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mapping {
+    /// A thread's stack: the main stack, or the mapping that holds the caller's stack pointer.
+    Stack,
+    /// A file mapped by the loader (a program's or library's code or data, globals among them),
+    /// other than the dynamic loader itself, whose early allocations programs may free.
+    Module,
+    /// Anonymous memory (another allocator's, the loader's, or plain mmap), or unknown.
+    Other,
+    /// Not mapped at all.
+    Unmapped,
+}
+
+/// Finds the mapping that holds `addr` in /proc/self/maps (read with raw system calls into a
+/// stack buffer: no allocation). `stack_pointer` is an address on the calling thread's stack.
+pub fn mapping_of(addr: usize, stack_pointer: usize) -> Mapping {
+    // SAFETY: the path is a NUL-terminated literal.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/maps".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Mapping::Other;
+    }
+    let mut buf = [0u8; 4096];
+    let mut filled = 0;
+    let mut found = Mapping::Unmapped;
+    'read: loop {
+        // SAFETY: the buffer is valid for the remaining length; `fd` is open.
+        let n = unsafe { libc::read(fd, buf[filled..].as_mut_ptr().cast(), buf.len() - filled) };
+        if n <= 0 {
+            break;
+        }
+        filled += n as usize;
+        while let Some(end) = buf[..filled].iter().position(|&b| b == b'\n') {
+            if let Some(kind) = classify_maps_line(&buf[..end], addr, stack_pointer) {
+                found = kind;
+                break 'read;
+            }
+            buf.copy_within(end + 1..filled, 0);
+            filled -= end + 1;
+        }
+        if filled == buf.len() {
+            // A line longer than the buffer (a very long path): drop it.
+            filled = 0;
+        }
+    }
+    // SAFETY: `fd` was opened above and is closed once.
+    unsafe { libc::close(fd) };
+    found
+}
+
+/// The kind of one /proc/self/maps line's mapping, if it holds `addr`.
+fn classify_maps_line(line: &[u8], addr: usize, stack_pointer: usize) -> Option<Mapping> {
+    let dash = line.iter().position(|&b| b == b'-')?;
+    let space = line.iter().position(|&b| b == b' ')?;
+    let start = parse_hex(&line[..dash]);
+    let end = parse_hex(line.get(dash + 1..space)?);
+    if !(start..end).contains(&addr) {
+        return None;
+    }
+    // The path is the sixth field: after five fields separated by runs of spaces.
+    let mut fields = line.split(|&b| b == b' ').filter(|f| !f.is_empty());
+    let path = fields.nth(5).unwrap_or(&[]);
+    Some(
+        if path == b"[stack]" || (start..end).contains(&stack_pointer) {
+            Mapping::Stack
+        } else if path.starts_with(b"/") && !contains(path, b"/ld-linux") {
+            Mapping::Module
+        } else {
+            Mapping::Other
+        },
+    )
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn parse_hex(digits: &[u8]) -> usize {
+    digits.iter().fold(0usize, |acc, &b| {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            _ => 0,
+        };
+        acc.wrapping_mul(16).wrapping_add(d as usize)
+    })
+}
+
 fn parse_decimal(digits: &[u8]) -> usize {
     digits
         .iter()
@@ -388,6 +481,19 @@ mod tests {
     fn impossible_mapping_fails_without_panic() {
         assert!(map_aligned(usize::MAX - (8 << 20), 4 << 20).is_none());
         assert!(map_aligned(1 << 62, 4 << 20).is_none());
+    }
+
+    #[test]
+    fn maps_tell_stack_module_and_heap_apart() {
+        let local = 0u64;
+        let here = &local as *const u64 as usize;
+        assert_eq!(mapping_of(here, here), Mapping::Stack);
+        static GLOBAL: u64 = 7;
+        let global = &GLOBAL as *const u64 as usize;
+        assert_eq!(mapping_of(global, here), Mapping::Module);
+        let p = map_aligned(page_size(), page_size()).expect("mmap");
+        assert_eq!(mapping_of(p.as_ptr() as usize, here), Mapping::Other);
+        unmap(p.as_ptr(), page_size());
     }
 
     #[test]

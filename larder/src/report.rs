@@ -129,20 +129,72 @@ pub fn foreign_pointer(what: &str, ptr: usize) {
     w.flush();
 }
 
-/// Reports, once per process, a free of a pointer inside larder's memory that is not a live
-/// block (an interior pointer or a block already freed). The pointer is left alone.
+/// The kinds of misuse a free can reveal in the default build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadFree {
+    /// The block is already free (or its memory was freed and given back).
+    DoubleFree,
+    /// Not the start of a block: an interior or misaligned pointer into larder's memory.
+    Interior,
+    /// A pointer to a thread's stack.
+    Stack,
+    /// A pointer into a loaded program or library (a global, a string literal).
+    Module,
+}
+
+impl BadFree {
+    fn class(self) -> &'static str {
+        match self {
+            BadFree::DoubleFree => "double-free",
+            BadFree::Interior | BadFree::Stack | BadFree::Module => "invalid-free",
+        }
+    }
+
+    fn explanation(self) -> &'static str {
+        match self {
+            BadFree::DoubleFree => " of a block that is already free",
+            BadFree::Interior => " of a pointer that is not the start of a block",
+            BadFree::Stack => " of a pointer to the stack",
+            BadFree::Module => " of a pointer into a program's or library's image (a global?)",
+        }
+    }
+}
+
+/// Reports a bad free or realloc (`what`) of `ptr`, in the block at `block` of `block_size`
+/// bytes where it is known, then aborts (SIGABRT), unless `LARDER_ON_ERROR=warn`: then the
+/// pointer is left alone and the program goes on (the first 100 reports are printed).
 #[cold]
-pub fn invalid_free(what: &str, ptr: usize) {
-    static REPORTED: AtomicBool = AtomicBool::new(false);
-    if REPORTED.swap(true, Ordering::Relaxed) {
+#[inline(never)]
+pub fn bad_free(kind: BadFree, what: &str, ptr: usize, block: Option<(usize, usize)>) {
+    use crate::options::{self, OnError};
+    static REPORTS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+    let abort = options::get().on_error == OnError::Abort;
+    if !abort && REPORTS.fetch_add(1, Ordering::Relaxed) >= 100 {
         return;
     }
     let mut w = Writer::new(2);
     w.str("larder: error: ");
-    w.str(what);
+    w.str(kind.class());
     w.str(": ");
+    w.str(what);
+    w.str("(");
     w.hex(ptr);
-    w.str(" is not the start of a live block; ignored (reported once)\n");
+    w.str(")");
+    w.str(kind.explanation());
+    if let Some((start, size)) = block {
+        w.str(" (block ");
+        w.hex(start);
+        w.str(", ");
+        w.u64(size as u64);
+        w.str(" bytes)");
+    }
+    if abort {
+        w.str("; aborting (LARDER_ON_ERROR=warn reports and goes on)\n");
+        w.flush();
+        // SAFETY: abort has no preconditions; it raises SIGABRT as glibc does for a double free.
+        unsafe { libc::abort() };
+    }
+    w.str("; ignored\n");
     w.flush();
 }
 

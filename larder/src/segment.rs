@@ -765,7 +765,7 @@ pub unsafe fn free_single(seg: *mut Segment) {
     unsafe { (*seg).state.store(0, Ordering::Release) };
     let base = seg as usize;
     if aligned_tail {
-        segment_map::set(base + SEGMENT_SIZE, 0);
+        segment_map::set(base + SEGMENT_SIZE, segment_map::RELEASED);
         stats::add_committed(-(mapped as isize));
         release_span(base, mapped);
     } else {
@@ -817,7 +817,7 @@ pub unsafe fn move_single(seg: *mut Segment, new_size: usize) -> Option<*mut Seg
 /// Forgets a span and unmaps it. The map entry is cleared first, so that a thread mapping the
 /// same addresses afterwards cannot have its entry erased.
 pub fn release_span(base: usize, size: usize) {
-    segment_map::set(base, 0);
+    segment_map::set(base, segment_map::RELEASED);
     os::unmap(base as *mut u8, size);
     stats::add_reserved(-(size as isize));
 }

@@ -7,7 +7,7 @@
 //!
 //! A chunk is either not larder's (0), the start of a segment (`SEGMENT_START`), or the first
 //! chunk after a segment whose block needed an alignment above half a segment
-//! (`ALIGNED_TAIL`): its header lies one chunk before.
+//! (`ALIGNED_TAIL`): its header lies one chunk before; or released (`RELEASED`), for reports.
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
@@ -22,6 +22,11 @@ const ENTRIES: usize = ADDRESS_LIMIT >> SEGMENT_SHIFT;
 pub const SEGMENT_START: u8 = 1;
 /// Map entry: the chunk holds an over-aligned block whose segment header is one chunk before.
 pub const ALIGNED_TAIL: u8 = 2;
+
+/// Map entry: the chunk started a segment or block that larder has given back to the OS: a
+/// free of a pointer into it frees a block that is gone (a double free), not a foreign pointer.
+/// A mapping larder makes there later overwrites it.
+pub const RELEASED: u8 = 3;
 
 static MAP: [AtomicU8; ENTRIES] = [const { AtomicU8::new(0) }; ENTRIES];
 

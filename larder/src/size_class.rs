@@ -3,12 +3,17 @@
 //! Classes are multiples of 8 up to 128 bytes, then eight classes per doubling. Above 128 bytes
 //! a request wastes at most one class spacing, which is 1/9 of the class or less, so internal
 //! waste stays under 12.5% (the bound is proven by the unit tests below for every size). Below
-//! 64 bytes the 8-byte granularity (the minimum alignment) dominates: at most 7 bytes.
+//! 64 bytes the 8-byte granularity (the minimum alignment) dominates: at most 7 bytes, but for
+//! requests under 16 bytes, which share the 16-byte class (`MIN_BLOCK`; bin 1 is never used).
 //!
 //! Every class above 128 bytes is a multiple of 16, and a class of a size rounded up to a power
 //! of two `a` is itself a multiple of `a`: the allocator gets aligned blocks by rounding the size
 //! before the lookup (see `alloc.rs`).
 
+/// The smallest block: two words, so that a freed block holds its free-list link and the
+/// freed mark (`freed.rs`). Requests of 1 to 16 bytes share this class (glibc's smallest chunk
+/// holds 24).
+pub const MIN_BLOCK: usize = 16;
 /// Largest block served from small pages (64 KiB pages hold at least 8 of them).
 pub const SMALL_MAX: usize = 8 * 1024;
 /// Largest block served from medium pages (512 KiB pages hold at least 8 of them).
@@ -24,8 +29,8 @@ pub const BIN_COUNT: usize = 89;
 #[inline]
 pub const fn bin_of(size: usize) -> usize {
     if size <= 128 {
-        if size == 0 {
-            1
+        if size <= MIN_BLOCK {
+            MIN_BLOCK >> 3
         } else {
             (size + 7) >> 3
         }
@@ -107,9 +112,10 @@ mod tests {
                 class_size(bin)
             );
             assert!(
-                class_size(bin - 1) < size,
+                class_size(bin - 1) < size || size <= MIN_BLOCK,
                 "size {size} fits a smaller class"
             );
+            assert!(class_size(bin) >= MIN_BLOCK);
         }
         assert_eq!(class_size(BIN_COUNT - 1), MEDIUM_MAX);
     }
@@ -121,7 +127,7 @@ mod tests {
             let waste = (class - size) as f64 / class as f64;
             assert!(waste <= 0.125, "size {size} class {class} waste {waste}");
         }
-        for size in 1..=56usize {
+        for size in MIN_BLOCK..=56usize {
             assert!(class_size(bin_of(size)) - size < 8);
         }
     }

@@ -224,14 +224,88 @@ fn foreign_pointers_are_not_ours() {
         unsafe { larder::usable_size(&on_stack as *const u64 as *const u8) },
         0
     );
-    // Freeing it is reported and ignored.
-    unsafe { larder::raw::free(&on_stack as *const u64 as *mut u8) };
+    // Anonymous memory larder did not map (another allocator's, say): a free of it is
+    // reported once and ignored.
+    // SAFETY: a fresh private anonymous mapping of one page, unmapped below.
+    let mapped = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(mapped, libc::MAP_FAILED);
+    unsafe { mapped.cast::<u8>().write_bytes(7, 4096) };
+    unsafe { larder::raw::free(mapped.cast::<u8>().add(64)) };
+    assert!((0..4096).all(|i| unsafe { *mapped.cast::<u8>().add(i) } == 7));
+    unsafe { libc::munmap(mapped, 4096) };
     let b = Box::new(1u64);
     assert!(larder::raw::owns(&*b as *const u64 as *const u8));
 }
 
+/// Runs `body` in a child process (this test binary, running only the test `name`) with
+/// `LARDER_ON_ERROR=warn`, so that the bad frees it makes on purpose are reported and ignored
+/// rather than aborting; the test passes when the child's does.
+fn with_errors_ignored(name: &str, body: impl FnOnce()) {
+    if std::env::var_os("LARDER_ON_ERROR").is_some() {
+        body();
+        return;
+    }
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--test-threads=1"])
+        .env("LARDER_ON_ERROR", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "{name} in a child with LARDER_ON_ERROR=warn: {}\n{stdout}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn a_double_free_aborts_by_default() {
+    use std::os::unix::process::ExitStatusExt;
+    if std::env::var_os("DOUBLE_FREE_CHILD").is_some() {
+        let p = unsafe { Larder.alloc(Layout::from_size_align(48, 8).unwrap()) };
+        unsafe {
+            larder::raw::free(p);
+            larder::raw::free(p);
+        }
+        return; // not reached: the second free aborts
+    }
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_double_free_aborts_by_default",
+            "--test-threads=1",
+        ])
+        .env("DOUBLE_FREE_CHILD", "1")
+        .env_remove("LARDER_ON_ERROR")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.signal(), Some(libc::SIGABRT));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("larder: error: double-free: free("),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn interior_pointers_and_dead_spans_are_refused() {
+    with_errors_ignored(
+        "interior_pointers_and_dead_spans_are_refused",
+        interior_pointers_and_dead_spans_are_left_alone,
+    );
+}
+
+fn interior_pointers_and_dead_spans_are_left_alone() {
     let a = Larder;
     for size in [64usize, 5000, 100_000] {
         let layout = Layout::from_size_align(size, 8).unwrap();

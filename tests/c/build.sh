@@ -16,6 +16,7 @@ g++ -std=c++17 "${cflags[@]}" -pthread -o "$out/cxx_workload" "$src/cxx_workload
 cc "${cflags[@]}" -o "$out/run_summary" "$src/run_summary.c"
 cc "${cflags[@]}" -pthread -o "$out/contended_large" "$src/contended_large.c"
 cc "${cflags[@]}" -pthread -o "$out/main_pthread_exit" "$src/main_pthread_exit.c"
+cc "${cflags[@]}" -pthread -o "$out/bad_free" "$src/bad_free.c"
 if [ -n "$lib_dir" ]; then
   lib_dir=$(realpath "$lib_dir")
   # Linked against the shared library instead of preloading it.

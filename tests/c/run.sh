@@ -43,6 +43,38 @@ expected=$(mktemp)
 timeout -k 10 300 "$out/stress_threads" >"$expected" 2>&1
 EXPECT=$expected run_test "threaded stress, statically linked with liblarder.a" "$out/stress_threads_static"
 rm -f "$expected"
+# Double and invalid frees in the default build (issue 11): each stops the
+# program with SIGABRT and one line naming the class, at every size from a
+# small block to a huge one; LARDER_ON_ERROR=warn reports and goes on.
+# expect_bad_free CLASS MODE SIZE
+expect_bad_free() {
+  local class=$1 mode=$2 size=$3 log status
+  log=$(mktemp)
+  env LD_PRELOAD="$lib_dir/liblarder.so" timeout 20 "$out/bad_free" "$mode" "$size" >"$log" 2>&1
+  status=$?
+  if [ "$status" -eq 134 ] && grep -q "larder: error: $class: " "$log" && ! grep -q survived "$log"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "not ok - bad_free $mode $size: expected SIGABRT and a $class report, got status $status"
+    sed 's/^/    /' "$log" | tail -5
+  fi
+  rm -f "$log"
+}
+bad_free_before=$failed
+for size in 1 24 1000 5000 65536 300000 5000000 100000000; do
+  for mode in double double-remote remote-double realloc-freed; do
+    expect_bad_free double-free "$mode" "$size"
+  done
+  expect_bad_free invalid-free interior "$((size > 16 ? size : 17))"
+done
+expect_bad_free invalid-free stack 100
+expect_bad_free invalid-free global 100
+[ "$failed" -eq "$bad_free_before" ] && echo "ok - double and invalid frees abort with their class, 1 B to 100 MB"
+run_test "a clean free is not reported, preloaded" env LD_PRELOAD="$lib_dir/liblarder.so" "$out/bad_free" clean 100
+warned=$(LARDER_ON_ERROR=warn LD_PRELOAD="$lib_dir/liblarder.so" "$out/bad_free" double 100 2>&1)
+run_test "LARDER_ON_ERROR=warn reports a double free and goes on" \
+  bash -c '[[ "$1" == *"double-free"*"ignored"*survived* ]]' _ "$warned"
 # The linking checks: that the programs above really ran on larder.
 # (grep reads all its input: with -q, nm would die of SIGPIPE under pipefail.)
 check_linking() {

@@ -18,7 +18,9 @@ pub fn built_library(file: &str, package: &str) -> PathBuf {
     // One build at a time within this test binary; cargo's own lock serialises binaries.
     static BUILDING: Mutex<()> = Mutex::new(());
     let _guard = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
-    let exe_dir = larder_exe().parent().expect("the executable has a directory");
+    let exe_dir = larder_exe()
+        .parent()
+        .expect("the executable has a directory");
     let library = exe_dir.join(file);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = Command::new(cargo);
