@@ -903,6 +903,11 @@ const INIT_DONE: u8 = 2;
 static GLOBAL_INIT: AtomicU8 = AtomicU8::new(INIT_NONE);
 static mut THREAD_KEY: libc::pthread_key_t = 0;
 
+/// Sets up the process-wide state once; see `raw::init`.
+pub fn init() -> bool {
+    global_init()
+}
+
 fn global_init() -> bool {
     loop {
         match GLOBAL_INIT.compare_exchange(

@@ -37,6 +37,14 @@ run_test "api semantics, preloaded" env LD_PRELOAD="$lib_dir/liblarder.so" "$out
 run_test "large blocks from four threads at once, preloaded" env LD_PRELOAD="$lib_dir/liblarder.so" "$out/contended_large"
 run_test "a process whose main thread calls pthread_exit ends with its last thread, preloaded" \
   env LD_PRELOAD="$lib_dir/liblarder.so" timeout 20 "$out/main_pthread_exit"
+# Application atfork handlers that allocate, registered before the first malloc, after it, and
+# (statically linked) before larder registers its own: 200 forks while threads allocate.
+for mode in before after ctor; do
+  run_test "fork with allocating atfork handlers registered $mode, preloaded" \
+    env FORK_HANDLERS_MODE=$mode LD_PRELOAD="$lib_dir/liblarder.so" "$out/fork_handlers" $mode
+done
+run_test "fork with allocating atfork handlers registered by an earlier constructor, static" \
+  env FORK_HANDLERS_MODE=ctor "$out/fork_handlers_static" ctor
 run_test "api semantics, linked with -llarder" "$out/api_semantics_linked"
 run_test "larder's own C API, linked with -llarder" "$out/larder_api"
 expected=$(mktemp)
