@@ -17,7 +17,7 @@ use crate::page::Block;
 use crate::segment::{self, Kind, Segment, SEGMENT_SIZE, STATE_ACTIVE};
 use crate::size_class::{self, DIRECT_MAX, MEDIUM_MAX};
 use crate::stats::{self, RETIRED};
-use crate::{cache, os, remote, report, segment_map};
+use crate::{cache, os, purge, remote, report, segment_map};
 
 /// Alignment every block has without asking.
 pub const MIN_ALIGN: usize = 8;
@@ -299,6 +299,13 @@ unsafe fn free_generic(block: *mut u8, requested: u64) {
             }
             _ => {
                 count_free(requested, block_size);
+                if (*seg)
+                    .owner
+                    .load(core::sync::atomic::Ordering::Relaxed)
+                    .is_null()
+                {
+                    purge::note_abandoned_free();
+                }
                 let heap = heap::current();
                 if (*heap).is_real() {
                     heap::free_remote_held(&mut *heap, &*page, block.cast());
@@ -308,6 +315,9 @@ unsafe fn free_generic(block: *mut u8, requested: u64) {
             }
         }
     }
+    // Every list is consistent again: a program that frees into the span cache or into the
+    // segments of exited threads and then goes idle gets a purger from here.
+    purge::maybe_start();
 }
 
 /// Whether `block` is the start of a block of an in-use page (not an interior pointer).

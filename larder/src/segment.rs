@@ -420,11 +420,21 @@ impl Segment {
     /// # Safety
     /// `seg` must be active and no longer owned by any heap.
     pub unsafe fn abandon(seg: *mut Segment) {
+        // SAFETY: forwarded from the caller.
+        unsafe { Self::abandon_since(seg, os::now_ms()) }
+    }
+
+    /// As `abandon`, for a segment abandoned since `at_ms` (one put back by a reaping pass
+    /// keeps its age, so the next pass reaps it again rather than a purge delay later).
+    ///
+    /// # Safety
+    /// As `abandon`.
+    unsafe fn abandon_since(seg: *mut Segment, at_ms: u64) {
         let mut list = ABANDONED.lock();
         // SAFETY: the abandoned lock is held; `seg` is not on the list.
         unsafe {
             (*seg).abandoned_next = list.0;
-            (*seg).abandoned_at = os::now_ms();
+            (*seg).abandoned_at = at_ms;
         }
         list.0 = seg;
         list.1 += 1;
@@ -504,8 +514,9 @@ pub fn reap_abandoned(cutoff_ms: u64) {
         unsafe {
             chain = (*seg).abandoned_next;
             (*seg).abandoned_next = ptr::null_mut();
+            let since = (*seg).abandoned_at;
             if !reap(seg) {
-                Segment::abandon(seg);
+                Segment::abandon_since(seg, since);
             }
         }
     }

@@ -17,6 +17,7 @@ cc "${cflags[@]}" -o "$out/run_summary" "$src/run_summary.c"
 cc "${cflags[@]}" -pthread -o "$out/contended_large" "$src/contended_large.c"
 cc "${cflags[@]}" -pthread -o "$out/main_pthread_exit" "$src/main_pthread_exit.c"
 cc "${cflags[@]}" -pthread -o "$out/fork_handlers" "$src/fork_handlers.c"
+cc "${cflags[@]}" -pthread -o "$out/idle_rss" "$src/idle_rss.c"
 if [ -n "$lib_dir" ]; then
   lib_dir=$(realpath "$lib_dir")
   # Linked against the shared library instead of preloading it.

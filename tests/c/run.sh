@@ -37,6 +37,14 @@ run_test "api semantics, preloaded" env LD_PRELOAD="$lib_dir/liblarder.so" "$out
 run_test "large blocks from four threads at once, preloaded" env LD_PRELOAD="$lib_dir/liblarder.so" "$out/contended_large"
 run_test "a process whose main thread calls pthread_exit ends with its last thread, preloaded" \
   env LD_PRELOAD="$lib_dir/liblarder.so" timeout 20 "$out/main_pthread_exit"
+# Freed memory goes back to the OS while the program sits idle, with no allocation after the
+# last free: blocks of exited threads freed by the main thread or by a short-lived thread, and
+# one thread's small or large blocks. Under 20 MiB 2 s after the last free (the purge delay is
+# 200 ms; the margin is for a loaded CI machine).
+for mode in workers workers-thread small large; do
+  run_test "RSS falls after the last free, idle ($mode), preloaded" \
+    env LD_PRELOAD="$lib_dir/liblarder.so" "$out/idle_rss" $mode 2 20
+done
 # Application atfork handlers that allocate, registered before the first malloc, after it, and
 # (statically linked) before larder registers its own: 200 forks while threads allocate.
 for mode in before after ctor; do
