@@ -45,6 +45,20 @@ for mode in workers workers-thread small large; do
   run_test "RSS falls after the last free, idle ($mode), preloaded" \
     env LD_PRELOAD="$lib_dir/liblarder.so" "$out/idle_rss" $mode 2 20
 done
+# The large-block program's peak against glibc's: 2-4 MiB blocks must not become resident to
+# the end of their last huge page (397 MiB against 302 before). 3% of margin for larder's own
+# pages (code, headers, the segment map).
+peak_of() { "$@" 2>/dev/null | sed -n 's/.*peak \([0-9]*\) MiB.*/\1/p'; }
+glibc_peak=$(peak_of "$out/idle_rss" large 0 20)
+larder_peak=$(peak_of env LD_PRELOAD="$lib_dir/liblarder.so" "$out/idle_rss" large 0 20)
+description="large blocks: peak RSS ${larder_peak:-?} MiB, glibc's ${glibc_peak:-?} MiB (at most 3% above)"
+if [ -n "$glibc_peak" ] && [ -n "$larder_peak" ] && [ "$((larder_peak * 100))" -le "$((glibc_peak * 103))" ]; then
+  passed=$((passed + 1))
+  echo "ok - $description"
+else
+  failed=$((failed + 1))
+  echo "not ok - $description"
+fi
 # Application atfork handlers that allocate, registered before the first malloc, after it, and
 # (statically linked) before larder registers its own: 200 forks while threads allocate.
 for mode in before after ctor; do
