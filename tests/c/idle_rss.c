@@ -6,7 +6,11 @@
  *            exits while the main thread waits for it, then sleeps;
  *   small:   one thread allocates 300 MiB of 512 B - 4 KiB blocks, frees them
  *            all and sleeps;
- *   large:   the same with 2 - 4 MiB blocks.
+ *   large:   the same with 2 - 4 MiB blocks;
+ *   small-fork: as small, but the process forks halfway through the frees
+ *            (the child exits at once);
+ *   small-blocked: as small, but a thread allocates and frees, then blocks
+ *            for ever (on a pipe) while the main thread sleeps.
  * Prints the RSS every 100 ms after the last free, as "t_ms rss_kib" lines,
  * then a summary line with the peak RSS (VmHWM) and the first time the RSS
  * was under the limit. Usage: idle_rss MODE [SECONDS] [LIMIT_MIB]; the exit
@@ -19,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -106,6 +111,18 @@ static void *freer(void *arg) {
     return NULL;
 }
 
+static int freed_pipe[2], never_pipe[2];
+
+static void *allocate_free_and_block(void *arg) {
+    (void)arg;
+    struct blocks b = fill(300u << 20, 512, 4096, 7);
+    free_all(&b);
+    char byte;
+    (void)!write(freed_pipe[1], "x", 1);
+    (void)!read(never_pipe[0], &byte, 1); /* nothing writes: blocks for ever */
+    return NULL;
+}
+
 static void *worker(void *arg) {
     struct blocks *out = arg;
     size_t share = (512u << 20) / WORKERS;
@@ -131,12 +148,27 @@ int main(int argc, char **argv) {
         } else {
             freer(made);
         }
+    } else if (strcmp(mode, "small-fork") == 0) {
+        struct blocks b = fill(300u << 20, 512, 4096, 7);
+        for (size_t i = 0; i < b.count / 2; i++) free(b.ptr[i]);
+        pid_t pid = fork();
+        if (pid == 0) _exit(0);
+        for (size_t i = b.count / 2; i < b.count; i++) free(b.ptr[i]);
+        free(b.ptr);
+        int status;
+        if (pid < 0 || waitpid(pid, &status, 0) != pid) return 2;
+    } else if (strcmp(mode, "small-blocked") == 0) {
+        pthread_t t;
+        char byte;
+        if (pipe(freed_pipe) || pipe(never_pipe) || pthread_create(&t, NULL, allocate_free_and_block, NULL))
+            return 2;
+        if (read(freed_pipe[0], &byte, 1) != 1) return 2;
     } else if (strcmp(mode, "small") == 0 || strcmp(mode, "large") == 0) {
         int small = strcmp(mode, "small") == 0;
         struct blocks b = small ? fill(300u << 20, 512, 4096, 7) : fill(300u << 20, 2u << 20, 4u << 20, 7);
         free_all(&b);
     } else {
-        fprintf(stderr, "usage: idle_rss workers|workers-thread|small|large [SECONDS] [LIMIT_MIB]\n");
+        fprintf(stderr, "usage: idle_rss workers|workers-thread|small|small-fork|small-blocked|large [SECONDS] [LIMIT_MIB]\n");
         return 2;
     }
     double freed = now_ms();

@@ -39,9 +39,10 @@ run_test "a process whose main thread calls pthread_exit ends with its last thre
   env LD_PRELOAD="$lib_dir/liblarder.so" timeout 20 "$out/main_pthread_exit"
 # Freed memory goes back to the OS while the program sits idle, with no allocation after the
 # last free: blocks of exited threads freed by the main thread or by a short-lived thread, and
-# one thread's small or large blocks. Under 20 MiB 2 s after the last free (the purge delay is
+# one thread's small or large blocks (also with a fork halfway through the frees, and freed by
+# a thread that then blocks). Under 20 MiB 2 s after the last free (the purge delay is
 # 200 ms; the margin is for a loaded CI machine).
-for mode in workers workers-thread small large; do
+for mode in workers workers-thread small small-fork small-blocked large; do
   run_test "RSS falls after the last free, idle ($mode), preloaded" \
     env LD_PRELOAD="$lib_dir/liblarder.so" "$out/idle_rss" $mode 2 20
 done
