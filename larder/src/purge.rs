@@ -140,6 +140,9 @@ extern "C" fn purger_main(_: *mut libc::c_void) -> *mut libc::c_void {
     let mut reap_until = 0;
     loop {
         if PURGER.load(Ordering::SeqCst) == STOPPING {
+            // The last thread that allocated has gone: what it freed last would otherwise stay
+            // resident until another thread allocates, which may be never.
+            purge_expired(u64::MAX, false);
             PURGER.store(NOT_STARTED, Ordering::Release);
             return core::ptr::null_mut();
         }

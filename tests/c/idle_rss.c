@@ -10,7 +10,10 @@
  *   small-fork: as small, but the process forks halfway through the frees
  *            (the child exits at once);
  *   small-blocked: as small, but a thread allocates and frees, then blocks
- *            for ever (on a pipe) while the main thread sleeps.
+ *            for ever (on a pipe) while the main thread sleeps;
+ *   small-main-exit: as small, but the main thread, the only one that
+ *            allocated, calls pthread_exit after its frees, and a thread that
+ *            never allocates watches.
  * Prints the RSS every 100 ms after the last free, as "t_ms rss_kib" lines,
  * then a summary line with the peak RSS (VmHWM) and the first time the RSS
  * was under the limit. Usage: idle_rss MODE [SECONDS] [LIMIT_MIB]; the exit
@@ -29,7 +32,8 @@
 
 enum { WORKERS = 4 };
 
-/* Reads a /proc file into `buf` with open/read only: once the blocks are
+/* Reads a /proc file into `buf` with open/read only (thread-self: after the
+ * main thread's pthread_exit, /proc/self is a zombie with no memory): once the blocks are
  * freed the program must not call malloc (stdio would), or the test would
  * measure an allocator that got one more allocation than the program gave it. */
 static long read_proc(const char *path, char *buf, size_t size) {
@@ -44,14 +48,14 @@ static long read_proc(const char *path, char *buf, size_t size) {
 static long rss_kib(void) {
     char buf[256];
     long size = 0, resident = 0;
-    if (read_proc("/proc/self/statm", buf, sizeof buf) && sscanf(buf, "%ld %ld", &size, &resident) != 2)
+    if (read_proc("/proc/thread-self/statm", buf, sizeof buf) && sscanf(buf, "%ld %ld", &size, &resident) != 2)
         resident = 0;
     return resident * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
 static long peak_kib(void) {
     char buf[4096];
-    read_proc("/proc/self/status", buf, sizeof buf);
+    read_proc("/proc/thread-self/status", buf, sizeof buf);
     const char *line = strstr(buf, "VmHWM:");
     return line ? atol(line + 6) : 0;
 }
@@ -131,6 +135,35 @@ static void *worker(void *arg) {
     return NULL;
 }
 
+/* Samples the RSS from the last free on and prints the verdict; the exit status. */
+static int watch(const char *mode, double seconds, long limit_kib) {
+    double freed = now_ms();
+    double under_ms = -1;
+    long rss = rss_kib();
+    for (;;) {
+        double t = now_ms() - freed;
+        rss = rss_kib();
+        SAY("%.0f %ld\n", t, rss);
+        if (under_ms < 0 && rss < limit_kib) under_ms = t;
+        if (t >= seconds * 1000) break;
+        usleep(100 * 1000);
+    }
+    SAY("idle_rss %s: peak %ld MiB, %ld MiB after %.1f s, under %ld MiB after %.0f ms: %s\n", mode,
+        peak_kib() / 1024, rss / 1024, seconds, limit_kib / 1024, under_ms, rss < limit_kib ? "ok" : "FAILED");
+    return rss < limit_kib ? 0 : 1;
+}
+
+struct watch_args {
+    const char *mode;
+    double seconds;
+    long limit_kib;
+};
+
+static void *watch_and_exit(void *arg) {
+    struct watch_args *w = arg;
+    exit(watch(w->mode, w->seconds, w->limit_kib));
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "workers";
     double seconds = argc > 2 ? atof(argv[2]) : 2.0;
@@ -163,26 +196,23 @@ int main(int argc, char **argv) {
         if (pipe(freed_pipe) || pipe(never_pipe) || pthread_create(&t, NULL, allocate_free_and_block, NULL))
             return 2;
         if (read(freed_pipe[0], &byte, 1) != 1) return 2;
+    } else if (strcmp(mode, "small-main-exit") == 0) {
+        /* The only thread that allocated ends (pthread_exit) right after its frees; a thread
+         * that never allocates watches. */
+        struct blocks b = fill(300u << 20, 512, 4096, 7);
+        free_all(&b);
+        static struct watch_args w;
+        w = (struct watch_args){mode, seconds, limit_kib};
+        pthread_t t;
+        if (pthread_create(&t, NULL, watch_and_exit, &w)) return 2;
+        pthread_exit(NULL);
     } else if (strcmp(mode, "small") == 0 || strcmp(mode, "large") == 0) {
         int small = strcmp(mode, "small") == 0;
         struct blocks b = small ? fill(300u << 20, 512, 4096, 7) : fill(300u << 20, 2u << 20, 4u << 20, 7);
         free_all(&b);
     } else {
-        fprintf(stderr, "usage: idle_rss workers|workers-thread|small|small-fork|small-blocked|large [SECONDS] [LIMIT_MIB]\n");
+        fprintf(stderr, "usage: idle_rss workers|workers-thread|small|small-fork|small-blocked|small-main-exit|large [SECONDS] [LIMIT_MIB]\n");
         return 2;
     }
-    double freed = now_ms();
-    double under_ms = -1;
-    long rss = rss_kib();
-    for (;;) {
-        double t = now_ms() - freed;
-        rss = rss_kib();
-        SAY("%.0f %ld\n", t, rss);
-        if (under_ms < 0 && rss < limit_kib) under_ms = t;
-        if (t >= seconds * 1000) break;
-        usleep(100 * 1000);
-    }
-    SAY("idle_rss %s: peak %ld MiB, %ld MiB after %.1f s, under %ld MiB after %.0f ms: %s\n", mode,
-           peak_kib() / 1024, rss / 1024, seconds, limit_kib / 1024, under_ms, rss < limit_kib ? "ok" : "FAILED");
-    return rss < limit_kib ? 0 : 1;
+    return watch(mode, seconds, limit_kib);
 }

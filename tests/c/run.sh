@@ -40,9 +40,10 @@ run_test "a process whose main thread calls pthread_exit ends with its last thre
 # Freed memory goes back to the OS while the program sits idle, with no allocation after the
 # last free: blocks of exited threads freed by the main thread or by a short-lived thread, and
 # one thread's small or large blocks (also with a fork halfway through the frees, and freed by
-# a thread that then blocks). Under 20 MiB 2 s after the last free (the purge delay is
+# a thread that then blocks, and by a main thread, the only one that allocated, that then calls
+# pthread_exit). Under 20 MiB 2 s after the last free (the purge delay is
 # 200 ms; the margin is for a loaded CI machine).
-for mode in workers workers-thread small small-fork small-blocked large; do
+for mode in workers workers-thread small small-fork small-blocked small-main-exit large; do
   run_test "RSS falls after the last free, idle ($mode), preloaded" \
     env LD_PRELOAD="$lib_dir/liblarder.so" "$out/idle_rss" $mode 2 20
 done
