@@ -13,30 +13,14 @@
 //! `larder-heap v1 pid=P ppid=P alloc_count=N free_count=N requested_bytes=N
 //! live_bytes=N peak_live_bytes=N committed_bytes=N reserved_bytes=N name=NAME`
 
-use core::ffi::{c_char, c_int, CStr};
+use core::ffi::{c_char, CStr};
 
 use crate::line::Line;
-
-/// Run by the dynamic linker (or, linked statically, by libc's start-up code) before `main`:
-/// the options (the report file among them) are read from the environment as the process
-/// starts, before the program can change it.
-#[used]
-#[link_section = ".init_array"]
-static READ_ENVIRONMENT: extern "C" fn(c_int, *const *const c_char, *const *const c_char) =
-    read_environment;
 
 /// Run at `exit`, after the program's own destructors.
 #[used]
 #[link_section = ".fini_array"]
 static WRITE_AT_EXIT: extern "C" fn() = write_at_exit;
-
-extern "C" fn read_environment(
-    _argc: c_int,
-    _argv: *const *const c_char,
-    _envp: *const *const c_char,
-) {
-    larder_core::options::get();
-}
 
 extern "C" {
     /// glibc's name of the program, without its directory.

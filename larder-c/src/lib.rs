@@ -8,12 +8,14 @@
 //!   `realloc(p, 0)`), written once;
 //! - [`foreign`]: the one-time warning for pointers larder did not allocate;
 //! - [`exit_report`]: the heap record written at exit for `larder run`;
+//! - [`early_init`]: larder set up (its `fork` handlers registered) from a constructor;
 //! - [`line`]: a fixed-size text buffer, because none of this may allocate.
 //!
 //! Nothing here allocates, locks, or calls `dlsym`: these functions can be
 //! called before libc has finished starting, from any thread, inside `fork`.
 
 pub mod c_rules;
+pub mod early_init;
 pub mod exit_report;
 pub mod exports;
 pub mod foreign;

@@ -18,7 +18,7 @@ use crate::report::BadFree;
 use crate::segment::{self, Kind, Segment, SEGMENT_SIZE, STATE_ACTIVE};
 use crate::size_class::{self, DIRECT_MAX, MEDIUM_MAX};
 use crate::stats::{self, RETIRED};
-use crate::{cache, freed, os, remote, report, segment_map};
+use crate::{cache, freed, os, purge, remote, report, segment_map};
 
 /// Alignment every block has without asking.
 pub const MIN_ALIGN: usize = 8;
@@ -230,7 +230,7 @@ unsafe fn free_in_segment<const CHECKED: bool>(seg: *mut Segment, block: *mut u8
         if (*seg).owner.load(core::sync::atomic::Ordering::Relaxed) == heap {
             let page = Segment::page_of(seg, block);
             if CHECKED && !(*page).is_block_start(block) {
-                report::bad_free(BadFree::Interior, "free", block as usize, None);
+                report::bad_free(misfit_kind(seg, block), "free", block as usize, None);
                 return;
             }
             if freed::is_marked(block) {
@@ -285,20 +285,9 @@ unsafe fn free_generic(block: *mut u8, requested: u64) {
             report::bad_free(BadFree::DoubleFree, "free", block as usize, None);
             return;
         }
-        // A pointer into a segment's header, or into a page not in use, points where a
-        // block once was and is no more: a large block whose span was freed and has become a
-        // new segment, or a block of a page that emptied.
-        if (block as usize) < base + (*seg).first_page_offset {
-            report::bad_free(BadFree::DoubleFree, "free", block as usize, None);
-            return;
-        }
         let page = Segment::page_of(seg, block);
-        if !(*page).in_use() {
-            report::bad_free(BadFree::DoubleFree, "free", block as usize, None);
-            return;
-        }
-        if !block_is_valid(&*page, block) {
-            report::bad_free(BadFree::Interior, "free", block as usize, None);
+        if (block as usize) < base + (*seg).first_page_offset || !block_is_valid(&*page, block) {
+            report::bad_free(misfit_kind(seg, block), "free", block as usize, None);
             return;
         }
         let block_size = (*page).block_size as u64;
@@ -323,6 +312,13 @@ unsafe fn free_generic(block: *mut u8, requested: u64) {
                 }
                 freed::mark(block);
                 count_free(requested, block_size);
+                if (*seg)
+                    .owner
+                    .load(core::sync::atomic::Ordering::Relaxed)
+                    .is_null()
+                {
+                    purge::note_abandoned_free();
+                }
                 let heap = heap::current();
                 if (*heap).is_real() {
                     heap::free_remote_held(&mut *heap, &*page, block.cast());
@@ -330,6 +326,30 @@ unsafe fn free_generic(block: *mut u8, requested: u64) {
                     remote::free_remote(&*page, block.cast());
                 }
             }
+        }
+    }
+    // Every list is consistent again: a program that frees into the span cache or into the
+    // segments of exited threads and then goes idle gets a purger from here.
+    purge::maybe_start();
+}
+
+/// What a pointer into an active segment that is not a live block's start is: one into the
+/// segment's header or into a page not in use points where a block once was and is no more (a
+/// large block whose span was freed and became a new segment, a block of a page that emptied):
+/// a double free; anything else is an interior or misaligned pointer.
+///
+/// # Safety
+/// `seg` must be an active segment of larder's holding `block`.
+#[cold]
+unsafe fn misfit_kind(seg: *mut Segment, block: *mut u8) -> BadFree {
+    // SAFETY: forwarded from the caller: the header is readable.
+    unsafe {
+        if (block as usize) < seg as usize + (*seg).first_page_offset
+            || !(*Segment::page_of(seg, block)).in_use()
+        {
+            BadFree::DoubleFree
+        } else {
+            BadFree::Interior
         }
     }
 }

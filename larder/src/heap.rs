@@ -612,6 +612,18 @@ unsafe fn fresh_page(heap: &mut Heap, bin: usize) -> *mut Page {
 #[inline(never)]
 pub unsafe fn local_free_slow(heap: *mut Heap, page: *mut Page) {
     // SAFETY: forwarded from the caller.
+    unsafe { move_freed_page(heap, page) };
+    // The free is complete and the heap consistent: a program whose last act is freeing gets
+    // a purger from here.
+    purge::maybe_start();
+}
+
+/// Moves a page that a free emptied or took off the full list.
+///
+/// # Safety
+/// As `local_free_slow`.
+unsafe fn move_freed_page(heap: *mut Heap, page: *mut Page) {
+    // SAFETY: forwarded from the caller.
     unsafe {
         let heap = &mut *heap;
         if (*page).is_full {
@@ -633,7 +645,7 @@ unsafe fn free_owned_block(heap: &mut Heap, block: *mut Block) {
         (*block).next = (*page).local_free;
         (*page).local_free = block;
         (*page).used -= 1;
-        local_free_slow(heap, page);
+        move_freed_page(heap, page);
     }
 }
 
@@ -903,6 +915,11 @@ const INIT_RUNNING: u8 = 1;
 const INIT_DONE: u8 = 2;
 static GLOBAL_INIT: AtomicU8 = AtomicU8::new(INIT_NONE);
 static mut THREAD_KEY: libc::pthread_key_t = 0;
+
+/// Sets up the process-wide state once; see `raw::init`.
+pub fn init() -> bool {
+    global_init()
+}
 
 fn global_init() -> bool {
     loop {

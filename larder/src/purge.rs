@@ -10,7 +10,7 @@
 //! is nothing to purge, and never touches a page without winning the page's `purge` state
 //! (`page::purge_state`), so an owner can take a free page at any time.
 
-use core::sync::atomic::{AtomicIsize, AtomicU32, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicIsize, AtomicU32, AtomicU8, Ordering};
 
 use crate::page::purge_state;
 use crate::segment::{Segment, REGISTRY};
@@ -37,6 +37,10 @@ const STOPPING: u8 = 4;
 static PURGER: AtomicU8 = AtomicU8::new(NOT_STARTED);
 /// Futex word the purger sleeps on while nothing is dirty (1 = asleep).
 static ASLEEP: AtomicU32 = AtomicU32::new(0);
+/// Set by a free into a segment whose thread has exited: nothing is dirty yet (the block only
+/// joins its page's `thread_free` list), but only the purger's reaping pass will free the pages
+/// such frees empty, so it must keep ticking (and be started) until it has looked.
+static ABANDONED_FREES: AtomicBool = AtomicBool::new(false);
 
 /// Free bytes that are still resident (free pages, dirty cached spans).
 pub fn dirty_bytes() -> usize {
@@ -74,15 +78,34 @@ pub fn remove_dirty(bytes: usize) {
     DIRTY_BYTES.fetch_sub(bytes as isize, Ordering::Relaxed);
 }
 
-/// Starts the purger thread if enough memory waits for it. Called at the end of the allocation
-/// slow path, where the heap is consistent, because `pthread_create` may call `malloc`.
+/// Records a free into a segment that no heap owns (its thread exited).
+#[inline]
+pub fn note_abandoned_free() {
+    if !ABANDONED_FREES.load(Ordering::Relaxed) {
+        // SeqCst, against the purger's announce-then-check before it sleeps.
+        ABANDONED_FREES.store(true, Ordering::SeqCst);
+        wake();
+    }
+}
+
+/// Starts the purger thread if memory waits for it. Called where the caller's heap is
+/// consistent and no lock of larder's is held, because `pthread_create` may call `malloc`: at
+/// the end of the allocation slow path, and at the end of the free paths that make memory
+/// dirty or free into abandoned segments (a program whose last act is freeing never runs an
+/// allocation slow path again, and its memory would stay resident for as long as it lives).
 #[inline]
 pub fn maybe_start() {
     if PURGER.load(Ordering::Relaxed) == NOT_STARTED
-        && DIRTY_BYTES.load(Ordering::Relaxed) >= START_THRESHOLD
+        && (DIRTY_BYTES.load(Ordering::Relaxed) >= START_THRESHOLD
+            || ABANDONED_FREES.load(Ordering::Relaxed))
     {
         start();
     }
+}
+
+/// Whether the purger has work beyond dirty bytes; takes the abandoned-frees mark.
+fn take_abandoned_frees() -> bool {
+    ABANDONED_FREES.load(Ordering::Relaxed) && ABANDONED_FREES.swap(false, Ordering::SeqCst)
 }
 
 #[cold]
@@ -115,16 +138,27 @@ fn start() {
 }
 
 extern "C" fn purger_main(_: *mut libc::c_void) -> *mut libc::c_void {
+    // After a free into an abandoned segment, ticks go on for a purge delay and a tick, so that
+    // a reaping pass sees the segment once the frees have stopped, old enough to be reaped.
+    let mut reap_until = 0;
     loop {
         if PURGER.load(Ordering::SeqCst) == STOPPING {
+            // The last thread that allocated has gone: what it freed last would otherwise stay
+            // resident until another thread allocates, which may be never.
+            purge_expired(u64::MAX, false);
             PURGER.store(NOT_STARTED, Ordering::Release);
             return core::ptr::null_mut();
         }
-        if DIRTY_BYTES.load(Ordering::Relaxed) <= 0 {
+        if take_abandoned_frees() {
+            reap_until = os::now_ms() + purge_delay_ms() + TICK_MS;
+        }
+        if DIRTY_BYTES.load(Ordering::Relaxed) <= 0 && os::now_ms() >= reap_until {
             ASLEEP.store(1, Ordering::SeqCst);
-            // Re-check after announcing sleep, so that a concurrent `add_dirty` or `stop`
-            // cannot be missed.
-            if DIRTY_BYTES.load(Ordering::SeqCst) <= 0 && PURGER.load(Ordering::SeqCst) != STOPPING
+            // Re-check after announcing sleep, so that a concurrent `add_dirty`,
+            // `note_abandoned_free` or `stop` cannot be missed.
+            if DIRTY_BYTES.load(Ordering::SeqCst) <= 0
+                && !ABANDONED_FREES.load(Ordering::SeqCst)
+                && PURGER.load(Ordering::SeqCst) != STOPPING
             {
                 os::futex_wait(&ASLEEP, 1, Some(idle_sleep_ms()));
             }

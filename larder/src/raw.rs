@@ -43,6 +43,16 @@ pub unsafe fn realloc(ptr: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     unsafe { alloc::realloc(ptr, new_size, align) }
 }
 
+/// Sets larder up (its thread-exit key, its `fork` handlers) before any allocation. The C
+/// library calls it from a constructor: `pthread_atfork` runs prepare handlers in the reverse
+/// of their registration order and the others in that order, so larder's handlers, registered
+/// before the program's, take larder's locks after every prepare handler of the program's has
+/// run (which may allocate, or wait for a thread that is allocating) and release them before
+/// the program's parent and child handlers run. Returns false when memory cannot be had.
+pub fn init() -> bool {
+    crate::heap::init()
+}
+
 /// Whether `ptr` lies in larder's memory.
 #[inline]
 pub fn owns(ptr: *const u8) -> bool {

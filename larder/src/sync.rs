@@ -1,9 +1,15 @@
 //! A futex lock for larder's few global structures (segment registry, span cache, abandoned
 //! segments, heap pool). Unlike `std::sync::Mutex` it can be taken in a `fork` prepare handler
 //! and released in the parent and child handlers, and it never allocates or panics.
+//!
+//! While a lock is held for `fork`, the forking thread may still enter it: an application's
+//! atfork handler that runs between larder's prepare and larder's parent or child handler (one
+//! registered before larder's, or in the child) allocates on that thread, and would otherwise
+//! wait for ever on a lock its own thread holds. No other thread is inside the lock then (the
+//! prepare handler waited for them), so that thread's entry is still exclusive.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use crate::os;
 
@@ -14,6 +20,8 @@ const CONTENDED: u32 = 2;
 /// A mutual-exclusion lock around a `T`, const-constructible for statics.
 pub struct Lock<T> {
     state: AtomicU32,
+    /// The thread (`pthread_self`) that holds the lock for `fork`, or 0.
+    fork_holder: AtomicUsize,
     value: UnsafeCell<T>,
 }
 
@@ -27,25 +35,47 @@ impl<T> Lock<T> {
     pub const fn new(value: T) -> Self {
         Lock {
             state: AtomicU32::new(UNLOCKED),
+            fork_holder: AtomicUsize::new(0),
             value: UnsafeCell::new(value),
         }
     }
 
     /// Takes the lock, sleeping on a futex while another thread holds it.
     pub fn lock(&self) -> LockGuard<'_, T> {
-        self.raw_lock();
-        LockGuard { lock: self }
+        if self.try_fast() {
+            return LockGuard {
+                lock: self,
+                release: true,
+            };
+        }
+        let release = !self.held_for_fork_by_me();
+        if release {
+            self.lock_contended();
+        }
+        LockGuard {
+            lock: self,
+            release,
+        }
+    }
+
+    fn try_fast(&self) -> bool {
+        self.state
+            .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
     }
 
     fn raw_lock(&self) {
-        if self
-            .state
-            .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
-            return;
+        if !self.try_fast() {
+            self.lock_contended();
         }
-        self.lock_contended();
+    }
+
+    /// Whether the calling thread holds this lock through `lock_for_fork` (in a `fork` child,
+    /// the copy of the thread that did: `pthread_self` is the same there).
+    #[cold]
+    fn held_for_fork_by_me(&self) -> bool {
+        let holder = self.fork_holder.load(Ordering::Acquire);
+        holder != 0 && holder == current_thread()
     }
 
     /// A thread that went through here may have sleepers behind it, so it always takes the
@@ -85,6 +115,7 @@ impl<T> Lock<T> {
     /// Takes the lock and keeps it held beyond any scope (for `fork` prepare handlers).
     pub fn lock_for_fork(&self) {
         self.raw_lock();
+        self.fork_holder.store(current_thread(), Ordering::Release);
     }
 
     /// Releases a lock taken with `lock_for_fork`.
@@ -93,13 +124,22 @@ impl<T> Lock<T> {
     /// The calling thread (or, after `fork`, its copy in the child) must hold the lock through
     /// `lock_for_fork`.
     pub unsafe fn unlock_after_fork(&self) {
+        self.fork_holder.store(0, Ordering::Release);
         self.raw_unlock();
     }
+}
+
+fn current_thread() -> usize {
+    // SAFETY: pthread_self has no preconditions, never fails and does not allocate.
+    unsafe { libc::pthread_self() as usize }
 }
 
 /// Access to a locked value; releases the lock when dropped.
 pub struct LockGuard<'a, T> {
     lock: &'a Lock<T>,
+    /// False for the forking thread's entry into a lock it holds for `fork`: the parent or
+    /// child handler releases it.
+    release: bool,
 }
 
 impl<T> core::ops::Deref for LockGuard<'_, T> {
@@ -119,7 +159,9 @@ impl<T> core::ops::DerefMut for LockGuard<'_, T> {
 
 impl<T> Drop for LockGuard<'_, T> {
     fn drop(&mut self) {
-        self.lock.raw_unlock();
+        if self.release {
+            self.lock.raw_unlock();
+        }
     }
 }
 
@@ -167,5 +209,26 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(*SLOW.lock(), 2400);
+    }
+
+    /// An atfork handler running between larder's prepare and parent handlers allocates on the
+    /// forking thread: it enters the locks held for fork, and other threads still wait.
+    #[test]
+    fn the_fork_holder_enters_its_locks_and_others_wait() {
+        static HELD: Lock<u64> = Lock::new(0);
+        HELD.lock_for_fork();
+        *HELD.lock() += 1;
+        *HELD.lock() += 1;
+        let other = std::thread::spawn(|| *HELD.lock() += 10);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            !other.is_finished(),
+            "another thread entered a lock held for fork"
+        );
+        assert_eq!(*HELD.lock(), 2);
+        // SAFETY: this thread took the lock with lock_for_fork above.
+        unsafe { HELD.unlock_after_fork() };
+        other.join().unwrap();
+        assert_eq!(*HELD.lock(), 12);
     }
 }

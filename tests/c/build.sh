@@ -17,6 +17,8 @@ cc "${cflags[@]}" -o "$out/run_summary" "$src/run_summary.c"
 cc "${cflags[@]}" -pthread -o "$out/contended_large" "$src/contended_large.c"
 cc "${cflags[@]}" -pthread -o "$out/main_pthread_exit" "$src/main_pthread_exit.c"
 cc "${cflags[@]}" -pthread -o "$out/bad_free" "$src/bad_free.c"
+cc "${cflags[@]}" -pthread -o "$out/fork_handlers" "$src/fork_handlers.c"
+cc "${cflags[@]}" -pthread -o "$out/idle_rss" "$src/idle_rss.c"
 if [ -n "$lib_dir" ]; then
   lib_dir=$(realpath "$lib_dir")
   # Linked against the shared library instead of preloading it.
@@ -26,6 +28,9 @@ if [ -n "$lib_dir" ]; then
     -L"$lib_dir" -Wl,-rpath,"$lib_dir" -llarder
   # Linked against the static library: Rust's std needs these system libraries.
   cc "${cflags[@]}" -I"$root/include" -pthread -o "$out/stress_threads_static" "$src/stress_threads.c" \
+    "$lib_dir/liblarder.a" -lpthread -ldl -lm -lgcc_s -lc
+  # Statically linked, the program's priority-101 constructor runs before larder's.
+  cc "${cflags[@]}" -pthread -o "$out/fork_handlers_static" "$src/fork_handlers.c" \
     "$lib_dir/liblarder.a" -lpthread -ldl -lm -lgcc_s -lc
 fi
 echo "built the C test programs in $out"

@@ -37,6 +37,38 @@ run_test "api semantics, preloaded" env LD_PRELOAD="$lib_dir/liblarder.so" "$out
 run_test "large blocks from four threads at once, preloaded" env LD_PRELOAD="$lib_dir/liblarder.so" "$out/contended_large"
 run_test "a process whose main thread calls pthread_exit ends with its last thread, preloaded" \
   env LD_PRELOAD="$lib_dir/liblarder.so" timeout 20 "$out/main_pthread_exit"
+# Freed memory goes back to the OS while the program sits idle, with no allocation after the
+# last free: blocks of exited threads freed by the main thread or by a short-lived thread, and
+# one thread's small or large blocks (also with a fork halfway through the frees, and freed by
+# a thread that then blocks, and by a main thread, the only one that allocated, that then calls
+# pthread_exit). Under 20 MiB 2 s after the last free (the purge delay is
+# 200 ms; the margin is for a loaded CI machine).
+for mode in workers workers-thread small small-fork small-blocked small-main-exit large; do
+  run_test "RSS falls after the last free, idle ($mode), preloaded" \
+    env LD_PRELOAD="$lib_dir/liblarder.so" "$out/idle_rss" $mode 2 20
+done
+# The large-block program's peak against glibc's: 2-4 MiB blocks must not become resident to
+# the end of their last huge page (397 MiB against 302 before). 3% of margin for larder's own
+# pages (code, headers, the segment map).
+peak_of() { "$@" 2>/dev/null | sed -n 's/.*peak \([0-9]*\) MiB.*/\1/p'; }
+glibc_peak=$(peak_of "$out/idle_rss" large 0 20)
+larder_peak=$(peak_of env LD_PRELOAD="$lib_dir/liblarder.so" "$out/idle_rss" large 0 20)
+description="large blocks: peak RSS ${larder_peak:-?} MiB, glibc's ${glibc_peak:-?} MiB (at most 3% above)"
+if [ -n "$glibc_peak" ] && [ -n "$larder_peak" ] && [ "$((larder_peak * 100))" -le "$((glibc_peak * 103))" ]; then
+  passed=$((passed + 1))
+  echo "ok - $description"
+else
+  failed=$((failed + 1))
+  echo "not ok - $description"
+fi
+# Application atfork handlers that allocate, registered before the first malloc, after it, and
+# (statically linked) before larder registers its own: 200 forks while threads allocate.
+for mode in before after ctor; do
+  run_test "fork with allocating atfork handlers registered $mode, preloaded" \
+    env FORK_HANDLERS_MODE=$mode LD_PRELOAD="$lib_dir/liblarder.so" "$out/fork_handlers" $mode
+done
+run_test "fork with allocating atfork handlers registered by an earlier constructor, static" \
+  env FORK_HANDLERS_MODE=ctor "$out/fork_handlers_static" ctor
 run_test "api semantics, linked with -llarder" "$out/api_semantics_linked"
 run_test "larder's own C API, linked with -llarder" "$out/larder_api"
 expected=$(mktemp)

@@ -127,7 +127,7 @@ fn figure_table(out: &mut String, input: &ReportInput, threads: usize, figure: F
 /// RSS over live bytes, and how fast RSS fell in rss-fall.
 fn workload_figures(out: &mut String, input: &ReportInput, threads: usize) {
     type Row = (&'static str, &'static str, fn(&Cell) -> Option<String>);
-    let rows: [Row; 4] = [
+    let rows: [Row; 6] = [
         (
             "false-sharing",
             "objects on a cache line another thread also used, %",
@@ -160,6 +160,33 @@ fn workload_figures(out: &mut String, input: &ReportInput, threads: usize) {
             "rss-fall",
             "freed memory still resident at the end, %",
             |c| Some(format!("{:.0}", c.metrics.get("retained_pct")?)),
+        ),
+        (
+            "idle-after-exit",
+            "RSS 0 / 250 / 500 / 1000 / 2000 ms after the last free, MiB",
+            |c| {
+                let at = |ms: u32| {
+                    c.metrics
+                        .get(&format!("rss_at_{ms}ms_bytes"))
+                        .map_or("–".to_string(), |b| {
+                            format!("{:.0}", b / f64::from(1 << 20))
+                        })
+                };
+                Some([0, 250, 500, 1000, 2000].map(at).join(" / "))
+            },
+        ),
+        (
+            "idle-after-exit",
+            "ms until nine tenths of the freed memory left RSS",
+            |c| {
+                let t = *c.metrics.get("t90_ms")?;
+                let window = *c.metrics.get("window_ms")?;
+                Some(if t < 0.0 {
+                    format!(">{window:.0}")
+                } else {
+                    format!("{t:.0}")
+                })
+            },
         ),
     ];
     let present = rows

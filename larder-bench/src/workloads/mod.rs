@@ -10,6 +10,7 @@ pub mod false_sharing;
 pub mod fastpath;
 pub mod fragmentation;
 pub mod growth;
+pub mod idle_after_exit;
 pub mod large;
 pub mod producer_consumer;
 pub mod result;
@@ -74,11 +75,13 @@ pub enum Workload {
     RssFall,
     /// 11. a short program run many times as separate processes.
     Startup,
+    /// 12. threads allocate and exit, the main thread frees their blocks and goes idle.
+    IdleAfterExit,
 }
 
 impl Workload {
     /// Every workload, in order.
-    pub const ALL: [Workload; 11] = [
+    pub const ALL: [Workload; 12] = [
         Workload::ServerChurn,
         Workload::ProducerConsumer,
         Workload::FalseSharing,
@@ -90,6 +93,7 @@ impl Workload {
         Workload::ThreadChurn,
         Workload::RssFall,
         Workload::Startup,
+        Workload::IdleAfterExit,
     ];
 
     /// The name used on command lines and in tables.
@@ -106,6 +110,7 @@ impl Workload {
             Workload::ThreadChurn => "thread-churn",
             Workload::RssFall => "rss-fall",
             Workload::Startup => "startup",
+            Workload::IdleAfterExit => "idle-after-exit",
         }
     }
 
@@ -128,6 +133,7 @@ impl Workload {
             Workload::ThreadChurn => thread_churn::run(params),
             Workload::RssFall => rss_fall::run(params),
             Workload::Startup => startup::run(params),
+            Workload::IdleAfterExit => idle_after_exit::run(params),
         }
     }
 }
