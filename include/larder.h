@@ -35,9 +35,27 @@
  * allocation, lock or dlsym on the way in), in any thread, and in the child of
  * a fork() from a multithreaded parent.
  *
- * Environment: with LARDER_REPORT_FILE=PATH naming an existing file, each
- * process appends one line describing its heap to PATH when it exits
- * (`larder run` reads it; the format is in larder-c/src/exit_report.rs). */
+ * A double free, or a free or realloc of a pointer that is not a live block
+ * (interior, misaligned, on the stack, a global, memory larder already gave
+ * back), prints one line naming the class, the address and the block on
+ * stderr, then aborts (SIGABRT) unless LARDER_ON_ERROR=warn.
+ *
+ * Environment (read once at start-up; an unknown LARDER_ variable or a bad
+ * value is reported once on stderr and the default kept):
+ *   LARDER_ON_ERROR=abort|warn      after a double or invalid free (abort)
+ *   LARDER_PURGE_DELAY_MS=N         ms freed memory stays for reuse (200)
+ *   LARDER_REPORT_FILE=PATH         an existing file each process appends its
+ *                                   heap record to at exit (`larder run` reads
+ *                                   it; format in larder-c/src/exit_report.rs)
+ *   LARDER_CHECK_ERRORS=exit|continue  check mode: exit 23 at the first error
+ *   LARDER_QUARANTINE=BYTES         check mode: freed bytes held back (64M)
+ *   LARDER_GUARD=auto|all|off|1/N   check mode: blocks against guard pages
+ *   LARDER_GUARD_BUDGET=BYTES       check mode: guarded memory before sampling
+ *   LARDER_LEAKS=on|off             check mode: leak check at exit (on)
+ *   LARDER_FAIL=SPEC                fault injection (nth:N, every:N,
+ *                                   prob:P[,seed:S], after-bytes:B,
+ *                                   size-over:B, [,thread:main|other])
+ *   LARDER_FAIL_LOG=on|off          print each injected failure */
 #ifndef LARDER_H
 #define LARDER_H
 
