@@ -13,6 +13,7 @@
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
+use crate::freed;
 use crate::heap::Heap;
 
 /// A free block: its first word links to the next free block.
@@ -164,16 +165,20 @@ impl Page {
             .max((4 * EXTEND_BYTES / size).min(16))
             .clamp(1, remaining);
         // SAFETY: blocks `capacity .. capacity + count` lie inside the page (count <= remaining)
-        // and no live block occupies them; each is at least 8 bytes and 8-aligned.
+        // and no live block occupies them; each is at least 16 bytes and 8-aligned. Fresh
+        // blocks carry the freed mark like every block on a free list, so that a free of one
+        // that was never handed out is refused too.
         unsafe {
             let first = self.start.add(self.capacity as usize * size);
             let mut block = first;
             for _ in 1..count {
                 let next = block.add(size);
                 (*block.cast::<Block>()).next = next.cast();
+                freed::mark(block);
                 block = next;
             }
             (*block.cast::<Block>()).next = ptr::null_mut();
+            freed::mark(block);
             self.free = first.cast();
         }
         self.capacity += count as u32;
