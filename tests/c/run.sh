@@ -84,7 +84,24 @@ if [ -f "$check_lib" ]; then
     prog=$(basename "$c" .c)
     read -r _ _ class culprit _ < <(head -1 "$c")
     for size in 1 1000 65536 5000000; do
-      if [ "$prog" = invalid_free ]; then
+      if [ "$prog" = leak ]; then
+        # Leaks are reported at exit and keep the program's status: one head
+        # definitely lost, two nodes indirectly lost, one block reachable.
+        log=$(mktemp)
+        env LD_PRELOAD="$check_lib" "$out/check/leak" "$size" >"$log" 2>&1
+        rc=$?
+        def=$((64 + size))
+        if [ "$rc" -eq 0 ] && grep -q "definitely lost $def bytes in 1 blocks; indirectly lost $((2 * def)) bytes in 2 blocks" "$log" &&
+          grep -q " $culprit+" "$log"; then
+          passed=$((passed + 1))
+          echo "ok - check mode: leak $size -> definitely and indirectly lost, in $culprit"
+        else
+          failed=$((failed + 1))
+          echo "not ok - check mode: leak $size (exit $rc)"
+          sed 's/^/    /' "$log" | head -30
+        fi
+        rm -f "$log"
+      elif [ "$prog" = invalid_free ]; then
         for kind in interior misaligned stack global mmap memalign; do
           check_case "$prog" "$class" "$culprit" "$size" "$kind"
         done

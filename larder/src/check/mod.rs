@@ -4,6 +4,7 @@
 //!
 //! - [`backtrace`]: stacks captured without allocating, named through `dladdr`;
 //! - `block`: the header, canary, redzones and poison of each checked block;
+//! - `leaks`: the live-block list and the conservative mark at exit;
 //! - `quarantine`: freed blocks held, poisoned, first in first out;
 //! - `report`: error reports on stderr and in `LARDER_REPORT_FILE`, exit status 23.
 //!
@@ -15,6 +16,7 @@
 
 pub mod backtrace;
 mod block;
+mod leaks;
 mod quarantine;
 pub mod report;
 
@@ -84,6 +86,9 @@ pub unsafe fn realloc(ptr: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     };
     let new = alloc_with(new_size, align, false, &at);
     if new.is_null() {
+        // The old block stays the caller's, live.
+        // SAFETY: this thread took `h` from LIVE above; nobody else changes it.
+        unsafe { (*h).state.store(LIVE, Ordering::Release) };
         return new;
     }
     // SAFETY: `h` is a live header; both blocks hold at least the bytes copied.
@@ -104,10 +109,14 @@ pub unsafe fn usable_size(ptr: *const u8) -> usize {
     }
 }
 
-/// The checks at exit: blocks still in the quarantine are verified for writes after free.
+/// The checks at exit: blocks still in the quarantine are verified for writes after free, and
+/// live blocks no longer reachable are reported as leaks (unless `LARDER_LEAKS=off`).
 /// Call it once, at the end of the process (liblarder_check.so does, from `.fini_array`).
 pub fn at_exit() {
     quarantine::drain(leave_quarantine);
+    if options::get().leaks {
+        leaks::check();
+    }
 }
 
 /// Whether `ptr` lies in larder's memory.
@@ -145,6 +154,7 @@ fn alloc_with(size: usize, align: usize, zeroed: bool, bt: &Backtrace) -> *mut u
     unsafe {
         block::bytes(base, offset - HEADER_SIZE).fill(REDZONE_BYTE);
         h.write(Header::new(base, size, bt));
+        leaks::insert(h);
         if !zeroed {
             block::bytes(user, size).fill(UNINIT_BYTE);
         }
@@ -244,6 +254,7 @@ fn release_to_quarantine(h: *mut Header, at: &Backtrace, op: &str) {
     let user = header.user();
     let size = header.size;
     check_redzones(header, op, Some(at));
+    leaks::remove(h);
     header.free_bt = *at;
     // SAFETY: the user bytes are the block's.
     unsafe { block::bytes(user, size.min(POISON_MAX)).fill(POISON_BYTE) };

@@ -84,13 +84,21 @@ pub fn error(e: &Error) {
 
 /// A fixed buffer for one record, written with one write(2) so that records of several
 /// processes appending to the same file do not interleave.
-struct Record {
+pub(crate) struct Record {
     buf: [u8; 8192],
     len: usize,
 }
 
 impl Record {
-    fn push(&mut self, bytes: &[u8]) {
+    /// An empty record.
+    pub(crate) fn new() -> Record {
+        Record {
+            buf: [0; 8192],
+            len: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
         for &b in bytes {
             if self.len < self.buf.len() {
                 self.buf[self.len] = b;
@@ -99,7 +107,7 @@ impl Record {
         }
     }
 
-    fn num(&mut self, v: u64, radix: u64) {
+    pub(crate) fn num(&mut self, v: u64, radix: u64) {
         let mut digits = [0u8; 20];
         let mut i = digits.len();
         let mut v = v;
@@ -117,7 +125,7 @@ impl Record {
         self.push(&digits[i..]);
     }
 
-    fn frames(&mut self, key: &[u8], bt: Option<&Backtrace>) {
+    pub(crate) fn frames(&mut self, key: &[u8], bt: Option<&Backtrace>) {
         let Some(bt) = bt else { return };
         self.push(b" ");
         self.push(key);
@@ -143,13 +151,10 @@ impl Record {
 }
 
 fn write_record(e: &Error) {
-    let Some(path) = options::get().report_file.as_c_str() else {
+    if options::get().report_file.as_c_str().is_none() {
         return;
-    };
-    let mut r = Record {
-        buf: [0; 8192],
-        len: 0,
-    };
+    }
+    let mut r = Record::new();
     r.push(b"larder-error v1 pid=");
     // SAFETY: getpid has no preconditions.
     r.num(unsafe { libc::getpid() } as u64, 10);
@@ -175,21 +180,31 @@ fn write_record(e: &Error) {
     r.frames(b"at", e.at);
     r.frames(b"free", e.free);
     r.frames(b"alloc", e.alloc);
-    r.len = r.len.min(r.buf.len() - 1);
-    r.buf[r.len] = b'\n';
-    r.len += 1;
-    // SAFETY: `path` is NUL-terminated; the descriptor is closed below.
-    let fd = unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC,
-            0o644,
-        )
-    };
-    if fd < 0 {
-        return;
+    r.append_to_report_file();
+}
+
+impl Record {
+    /// Ends the line and appends it to `LARDER_REPORT_FILE` (if set) with one write(2).
+    pub(crate) fn append_to_report_file(&mut self) {
+        let Some(path) = options::get().report_file.as_c_str() else {
+            return;
+        };
+        self.len = self.len.min(self.buf.len() - 1);
+        self.buf[self.len] = b'\n';
+        self.len += 1;
+        // SAFETY: `path` is NUL-terminated; the descriptor is closed below.
+        let fd = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC,
+                0o644,
+            )
+        };
+        if fd < 0 {
+            return;
+        }
+        crate::os::write_fd(fd, &self.buf[..self.len]);
+        // SAFETY: `fd` was opened above.
+        unsafe { libc::close(fd) };
     }
-    crate::os::write_fd(fd, &r.buf[..r.len]);
-    // SAFETY: `fd` was opened above.
-    unsafe { libc::close(fd) };
 }
