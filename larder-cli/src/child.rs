@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::check_record::{parse_errors, Symbolizer};
 use crate::cli::RunArgs;
 use crate::heap_record::parse_records;
 use crate::summary::Summary;
@@ -51,17 +52,25 @@ pub fn run_with_summary(args: &RunArgs) -> Result<u8, Failure> {
         Some(lib) => lib
             .canonicalize()
             .map_err(|e| Failure::new(format!("{}: {e}", lib.display())))?,
+        None if args.check => {
+            locate::beside_this_executable("liblarder_check.so", "larder-check-c")?
+        }
         None => locate::beside_this_executable("liblarder.so", "larder-c")?,
     };
     let report_file = tempfile::Builder::new()
         .prefix("larder-heap-")
         .tempfile()
         .map_err(|e| Failure::new(format!("cannot create the heap report file: {e}")))?;
-    let outcome = run_preloaded(&args.command, &lib, report_file.path())?;
-    let records = std::fs::read_to_string(report_file.path())
-        .map(|text| parse_records(&text))
+    let outcome = run_preloaded(&args.command, &lib, report_file.path(), args.keep_going)?;
+    let text = std::fs::read_to_string(report_file.path())
         .map_err(|e| Failure::new(format!("cannot read the heap report file: {e}")))?;
-    let summary = Summary::new(&args.command, &outcome, &records);
+    let records = parse_records(&text);
+    let mut summary = Summary::new(&args.command, &outcome, &records);
+    if args.check {
+        let mut errors = parse_errors(&text);
+        Symbolizer::default().symbolize(&mut errors);
+        summary.errors = Some(errors);
+    }
     let text = if args.json {
         summary.to_json()
     } else {
@@ -96,17 +105,21 @@ fn run_preloaded(
     command: &[OsString],
     lib: &Path,
     report_file: &Path,
+    keep_going: bool,
 ) -> Result<ChildOutcome, Failure> {
     let (program, program_args) = command
         .split_first()
         .ok_or_else(|| Failure::new("no command to run"))?;
     let start = Instant::now();
-    let child = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(program_args)
         .env("LD_PRELOAD", preload_list(lib))
-        .env("LARDER_REPORT_FILE", report_file)
-        .spawn()
-        .map_err(|e| spawn_failure(program, &e))?;
+        .env("LARDER_REPORT_FILE", report_file);
+    if keep_going {
+        command.env("LARDER_CHECK_ERRORS", "continue");
+    }
+    let child = command.spawn().map_err(|e| spawn_failure(program, &e))?;
     ignore_terminal_signals();
     wait_for(child.id(), start)
 }

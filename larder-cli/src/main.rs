@@ -8,6 +8,7 @@
 //! [`summary`] (what is printed), [`bench`] (handing over to larder-bench).
 
 mod bench;
+mod check_record;
 mod child;
 mod cli;
 mod heap_record;

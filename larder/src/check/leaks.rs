@@ -1,0 +1,380 @@
+//! Leaks at exit, found as LeakSanitizer and Boehm's leak mode find them: a conservative mark
+//! from the roots (every readable and writable mapping that is not larder's heap: stacks, the
+//! data and bss of every module, TLS) through the live blocks; a pointer anywhere inside a block
+//! keeps it. Blocks left unmarked are lost: "definitely" when no other lost block points to
+//! them, "indirectly" when one does (in a cycle of lost blocks, the first found leads, as
+//! Valgrind's cliques do). Reports are grouped by allocation stack, largest first.
+//!
+//! Live blocks are kept in a list threaded through their headers; the scan's own tables are
+//! mmap'd (the heap is not used, and the tables are left out of the roots).
+
+use super::backtrace::Backtrace;
+use super::block::Header;
+use super::report::Record;
+use crate::report::Writer;
+use crate::sync::Lock;
+
+struct List {
+    head: usize,
+    count: usize,
+}
+
+static LIVE: Lock<List> = Lock::new(List { head: 0, count: 0 });
+
+/// Adds a new block's header to the live list.
+pub fn insert(h: *mut Header) {
+    let mut list = LIVE.lock();
+    // SAFETY: `h` is a fresh header, and the list's headers are live blocks', changed only
+    // under this lock.
+    unsafe {
+        (*h).prev = 0;
+        (*h).next = list.head;
+        if list.head != 0 {
+            (*(list.head as *mut Header)).prev = h as usize;
+        }
+    }
+    list.head = h as usize;
+    list.count += 1;
+}
+
+/// Takes a block that stops being live out of the list.
+pub fn remove(h: *mut Header) {
+    let mut list = LIVE.lock();
+    // SAFETY: `h` is on the list (it was live until its caller took it); neighbours are live.
+    unsafe {
+        let (prev, next) = ((*h).prev, (*h).next);
+        if prev != 0 {
+            (*(prev as *mut Header)).next = next;
+        } else {
+            list.head = next;
+        }
+        if next != 0 {
+            (*(next as *mut Header)).prev = prev;
+        }
+    }
+    list.count -= 1;
+}
+
+const UNMARKED: u8 = 0;
+const REACHABLE: u8 = 1;
+const DEFINITE: u8 = 2;
+const INDIRECT: u8 = 3;
+
+#[derive(Clone, Copy)]
+struct Entry {
+    start: usize,
+    end: usize,
+    header: usize,
+    stack_hash: u64,
+    state: u8,
+}
+
+#[derive(Clone, Copy)]
+struct Group {
+    header: usize,
+    blocks: u64,
+    bytes: u64,
+    definite: bool,
+}
+
+/// Anonymous memory for the scan's tables, unmapped when dropped.
+struct Mapped {
+    addr: *mut u8,
+    len: usize,
+}
+
+impl Mapped {
+    fn new(len: usize) -> Option<Mapped> {
+        let len = len.max(1).next_multiple_of(4096);
+        // SAFETY: an anonymous private mapping with no address hint.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        (p != libc::MAP_FAILED).then_some(Mapped {
+            addr: p.cast(),
+            len,
+        })
+    }
+
+    fn slice<T>(&mut self, n: usize) -> &mut [T] {
+        // SAFETY: the mapping holds `len >= n * size_of::<T>()` zeroed bytes (callers size it
+        // so), page-aligned, and zero is a valid value of the plain types used here.
+        unsafe { core::slice::from_raw_parts_mut(self.addr.cast(), n) }
+    }
+
+    /// The mapping's address range.
+    fn range(&self) -> core::ops::Range<usize> {
+        self.addr as usize..self.addr as usize + self.len
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was made in `new` and is unmapped once.
+        unsafe { libc::munmap(self.addr.cast(), self.len) };
+    }
+}
+
+fn hash_stack(bt: &Backtrace) -> u64 {
+    bt.frames().iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &f| {
+        (h ^ f as u64).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// The block containing `addr`, by binary search over blocks sorted by start.
+fn find(blocks: &[Entry], addr: usize) -> Option<usize> {
+    let i = blocks.partition_point(|b| b.start <= addr);
+    (i > 0 && addr < blocks[i - 1].end).then(|| i - 1)
+}
+
+struct Marker<'a> {
+    blocks: &'a mut [Entry],
+    work: &'a mut [usize],
+    top: usize,
+}
+
+impl Marker<'_> {
+    /// Marks every block a word of `[start, end)` points into with `state` (only unmarked
+    /// ones, or, with `state == INDIRECT`, definitely lost ones other than `leader`).
+    fn scan(&mut self, start: usize, end: usize, state: u8, leader: usize) {
+        let mut p = start.next_multiple_of(8);
+        while p + 8 <= end {
+            // SAFETY: the caller passes readable memory: a readable mapping or a live block.
+            let v = unsafe { (p as *const usize).read() };
+            p += 8;
+            let Some(i) = find(self.blocks, v) else {
+                continue;
+            };
+            let b = &mut self.blocks[i];
+            let take =
+                b.state == UNMARKED || (state == INDIRECT && b.state == DEFINITE && i != leader);
+            if take {
+                b.state = state;
+                self.work[self.top] = i;
+                self.top += 1;
+            }
+        }
+    }
+
+    fn drain(&mut self, state: u8, leader: usize) {
+        while self.top > 0 {
+            self.top -= 1;
+            let b = self.blocks[self.work[self.top]];
+            self.scan(b.start, b.end, state, leader);
+        }
+    }
+}
+
+fn parse_hex(s: &[u8]) -> usize {
+    s.iter().fold(0usize, |v, &c| {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => 0,
+        };
+        (v << 4) | d as usize
+    })
+}
+
+/// Reads /proc/self/maps into `buf`; the length read.
+fn read_maps(buf: &mut [u8]) -> usize {
+    // SAFETY: a NUL-terminated literal path; the descriptor is closed below.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/maps".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return 0;
+    }
+    let mut len = 0;
+    while len < buf.len() {
+        // SAFETY: the buffer's tail is writable.
+        let n = unsafe { libc::read(fd, buf[len..].as_mut_ptr().cast(), buf.len() - len) };
+        if n <= 0 {
+            break;
+        }
+        len += n as usize;
+    }
+    // SAFETY: `fd` was opened above.
+    unsafe { libc::close(fd) };
+    len
+}
+
+/// Runs the leak check and reports what is lost; holds the live list's lock throughout, so
+/// threads still allocating wait.
+pub fn check() {
+    let list = LIVE.lock();
+    let n = list.count;
+    let Some(mut table) = Mapped::new(n * core::mem::size_of::<Entry>()) else {
+        return;
+    };
+    let Some(mut work_map) = Mapped::new(n * core::mem::size_of::<usize>()) else {
+        return;
+    };
+    let Some(mut maps_map) = Mapped::new(4 << 20) else {
+        return;
+    };
+    // The scan's own tables hold block addresses: they are no roots.
+    let own = [table.range(), work_map.range(), maps_map.range()];
+    let blocks: &mut [Entry] = table.slice(n);
+    let mut h = list.head;
+    for b in blocks.iter_mut() {
+        // SAFETY: the list's headers are live blocks', unchanged while the lock is held.
+        let header = unsafe { &*(h as *const Header) };
+        let start = header.user();
+        *b = Entry {
+            start,
+            end: start + header.size.max(1),
+            header: h,
+            stack_hash: hash_stack(&header.alloc_bt),
+            state: UNMARKED,
+        };
+        h = header.next;
+    }
+    blocks.sort_unstable_by_key(|b| b.start);
+    let maps_len_max = maps_map.len;
+    let maps: &mut [u8] = maps_map.slice(maps_len_max);
+    let maps_len = read_maps(maps);
+    let mut marker = Marker {
+        blocks,
+        work: work_map.slice(n),
+        top: 0,
+    };
+    for line in maps[..maps_len].split(|&c| c == b'\n') {
+        let mut fields = line.split(|&c| c == b' ').filter(|f| !f.is_empty());
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let path = fields.nth(3).unwrap_or(b"");
+        if perms.len() < 2 || perms[0] != b'r' || perms[1] != b'w' || path.starts_with(b"/dev/") {
+            continue;
+        }
+        let Some(dash) = range.iter().position(|&c| c == b'-') else {
+            continue;
+        };
+        let (start, end) = (parse_hex(&range[..dash]), parse_hex(&range[dash + 1..]));
+        let mut page = start;
+        while page < end {
+            let next = (page + 4096).min(end);
+            let ours =
+                crate::alloc::owns(page as *const u8) || own.iter().any(|r| r.contains(&page));
+            if !ours {
+                marker.scan(page, next, REACHABLE, usize::MAX);
+                marker.drain(REACHABLE, usize::MAX);
+            }
+            page = next;
+        }
+    }
+    // Each lost block not yet reached from another lost one leads; what it reaches is
+    // indirectly lost (a leader reached later from another leader becomes indirect too).
+    for i in 0..n {
+        if marker.blocks[i].state == UNMARKED {
+            marker.blocks[i].state = DEFINITE;
+            let b = marker.blocks[i];
+            marker.scan(b.start, b.end, INDIRECT, i);
+            marker.drain(INDIRECT, i);
+        }
+    }
+    report(marker.blocks);
+    drop(list);
+}
+
+/// Groups lost blocks by kind and allocation stack and reports the groups, largest first.
+fn report(blocks: &mut [Entry]) {
+    let mut totals = [(0u64, 0u64); 4];
+    for b in blocks.iter() {
+        totals[b.state as usize].0 += (b.end - b.start) as u64;
+        totals[b.state as usize].1 += 1;
+    }
+    if totals[DEFINITE as usize].1 + totals[INDIRECT as usize].1 == 0 {
+        return;
+    }
+    blocks.sort_unstable_by_key(|b| (b.state, b.stack_hash));
+    // Groups: runs of equal (state, stack) among the lost blocks, in a mapped table.
+    let Some(mut groups_map) = Mapped::new(blocks.len() * core::mem::size_of::<Group>()) else {
+        return;
+    };
+    let groups: &mut [Group] = groups_map.slice(blocks.len());
+    let mut count = 0;
+    let mut i = 0;
+    while i < blocks.len() {
+        let mut j = i;
+        let mut bytes = 0u64;
+        while j < blocks.len()
+            && blocks[j].state == blocks[i].state
+            && blocks[j].stack_hash == blocks[i].stack_hash
+        {
+            bytes += (blocks[j].end - blocks[j].start) as u64;
+            j += 1;
+        }
+        if blocks[i].state >= DEFINITE {
+            groups[count] = Group {
+                header: blocks[i].header,
+                blocks: (j - i) as u64,
+                bytes,
+                definite: blocks[i].state == DEFINITE,
+            };
+            count += 1;
+        }
+        i = j;
+    }
+    let groups = &mut groups[..count];
+    groups.sort_unstable_by_key(|g| core::cmp::Reverse(g.bytes));
+    let mut w = Writer::new(2);
+    for g in groups.iter() {
+        let kind: &str = if g.definite {
+            "definitely"
+        } else {
+            "indirectly"
+        };
+        // SAFETY: the header is a live block's (the list's lock is still held by the caller).
+        let bt = unsafe { &(*(g.header as *const Header)).alloc_bt };
+        w.str("larder check: LEAK: ");
+        w.u64(g.bytes);
+        w.str(" bytes in ");
+        w.u64(g.blocks);
+        w.str(" blocks are ");
+        w.str(kind);
+        w.str(" lost, allocated at:\n");
+        super::backtrace::write_frames(&mut w, bt);
+        w.flush();
+        let mut r = Record::new();
+        r.push(b"larder-leak v1 pid=");
+        // SAFETY: getpid has no preconditions.
+        r.num(unsafe { libc::getpid() } as u64, 10);
+        r.push(if g.definite {
+            b" kind=definite bytes="
+        } else {
+            b" kind=indirect bytes="
+        });
+        r.num(g.bytes, 10);
+        r.push(b" blocks=");
+        r.num(g.blocks, 10);
+        r.frames(b"alloc", Some(bt));
+        r.append_to_report_file();
+    }
+    w.str("larder check: leak summary:");
+    for (label, state) in [
+        (" definitely lost ", DEFINITE),
+        ("; indirectly lost ", INDIRECT),
+        ("; still reachable ", REACHABLE),
+    ] {
+        let (bytes, count) = totals[state as usize];
+        w.str(label);
+        w.u64(bytes);
+        w.str(" bytes in ");
+        w.u64(count);
+        w.str(" blocks");
+    }
+    w.str("\n");
+    w.flush();
+}
