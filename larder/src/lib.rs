@@ -41,6 +41,7 @@ mod size_class;
 mod stats;
 mod sync;
 
+pub mod check;
 pub mod kit;
 pub mod options;
 pub mod raw;
