@@ -47,17 +47,23 @@ impl ChildOutcome {
 /// Runs `args.command` on larder and prints the summary; returns the status
 /// `larder` should exit with.
 pub fn run_with_summary(args: &RunArgs) -> Result<u8, Failure> {
+    let environment = fault_environment(args)?;
+    let default_lib = if environment.is_empty() {
+        "liblarder.so"
+    } else {
+        CHECK_LIB
+    };
     let lib = match &args.lib {
         Some(lib) => lib
             .canonicalize()
             .map_err(|e| Failure::new(format!("{}: {e}", lib.display())))?,
-        None => locate::beside_this_executable("liblarder.so", "larder-c")?,
+        None => locate::beside_this_executable(default_lib, "larder-c")?,
     };
     let report_file = tempfile::Builder::new()
         .prefix("larder-heap-")
         .tempfile()
         .map_err(|e| Failure::new(format!("cannot create the heap report file: {e}")))?;
-    let outcome = run_preloaded(&args.command, &lib, report_file.path())?;
+    let outcome = run_preloaded(&args.command, &lib, report_file.path(), &environment)?;
     let records = std::fs::read_to_string(report_file.path())
         .map(|text| parse_records(&text))
         .map_err(|e| Failure::new(format!("cannot read the heap report file: {e}")))?;
@@ -82,6 +88,32 @@ pub fn run_with_summary(args: &RunArgs) -> Result<u8, Failure> {
     Ok(outcome.exit_status())
 }
 
+/// The check-mode library, which fault injection and profiling run on (the default library's
+/// fast path pays nothing for them).
+const CHECK_LIB: &str = "liblarder_check.so";
+
+/// The variables that `--fail` and `--fail-log` set for the program; empty without `--fail`.
+/// The spec is parsed here with the library's own parser, so that a typo stops larder before
+/// the program runs, naming the bad word. Without `--check`, check mode's costly parts are off
+/// so that the program runs at near-plain speed.
+fn fault_environment(args: &RunArgs) -> Result<Vec<(&'static str, OsString)>, Failure> {
+    let Some(spec) = &args.fail else {
+        return Ok(Vec::new());
+    };
+    larder::check::fail::parse(spec.as_bytes())
+        .map_err(|e| Failure::with_status(format!("--fail {spec}: {e}"), 2))?;
+    let mut environment = vec![
+        ("LARDER_FAIL", OsString::from(spec)),
+        ("LARDER_QUARANTINE", OsString::from("0")),
+        ("LARDER_GUARD", OsString::from("off")),
+        ("LARDER_LEAKS", OsString::from("off")),
+    ];
+    if args.fail_log {
+        environment.push(("LARDER_FAIL_LOG", OsString::from("on")));
+    }
+    Ok(environment)
+}
+
 /// The program's environment: `lib` ahead of any preloads it already had.
 fn preload_list(lib: &Path) -> OsString {
     let mut list = OsString::from(lib);
@@ -96,6 +128,7 @@ fn run_preloaded(
     command: &[OsString],
     lib: &Path,
     report_file: &Path,
+    environment: &[(&str, OsString)],
 ) -> Result<ChildOutcome, Failure> {
     let (program, program_args) = command
         .split_first()
@@ -105,6 +138,7 @@ fn run_preloaded(
         .args(program_args)
         .env("LD_PRELOAD", preload_list(lib))
         .env("LARDER_REPORT_FILE", report_file)
+        .envs(environment.iter().map(|(k, v)| (k, v)))
         .spawn()
         .map_err(|e| spawn_failure(program, &e))?;
     ignore_terminal_signals();

@@ -40,6 +40,17 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH", env = "LARDER_LIB")]
     pub lib: Option<PathBuf>,
 
+    /// Fault injection: make the allocations SPEC names return NULL (errno
+    /// ENOMEM). SPEC is `nth:N`, `every:N`, `prob:P[,seed:S]`,
+    /// `after-bytes:B` or `size-over:B`, with an optional `thread:main` or
+    /// `thread:other`. Runs on the check-mode library (liblarder_check.so).
+    #[arg(long, value_name = "SPEC")]
+    pub fail: Option<String>,
+
+    /// With --fail: print each injected failure with its backtrace.
+    #[arg(long, requires = "fail")]
+    pub fail_log: bool,
+
     /// The program to run and its arguments (after `--` when they start with `-`).
     #[arg(
         required = true,
@@ -86,6 +97,17 @@ mod tests {
             Some(std::path::Path::new("out.txt"))
         );
         assert_eq!(args.command, ["ls", "-l", "--all"]);
+    }
+
+    #[test]
+    fn fail_log_needs_fail() {
+        assert!(Cli::try_parse_from(["larder", "run", "--fail-log", "--", "ls"]).is_err());
+        let cli = Cli::parse_from(["larder", "run", "--fail", "nth:3", "--fail-log", "ls"]);
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(args.fail.as_deref(), Some("nth:3"));
+        assert!(args.fail_log);
     }
 
     #[test]

@@ -234,3 +234,23 @@ fn a_missing_command_is_reported_like_a_shell_does() {
     assert_eq!(output.status.code(), Some(127));
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot run /nonexistent/program"));
 }
+
+#[test]
+fn a_typo_in_the_fail_spec_names_the_bad_word_and_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let output = larder_run(
+        &["--fail", "nth:3,thread:mian"],
+        &["touch", marker.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("'thread:mian'"), "{stderr}");
+    assert!(stderr.contains("thread:main or thread:other"), "{stderr}");
+    assert!(!marker.exists(), "the program ran despite the bad spec");
+
+    let output = larder_run(&["--fail", "nht:3"], &["true"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("'nht:3'"), "{stderr}");
+}
