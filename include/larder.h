@@ -37,7 +37,13 @@
  *
  * Environment: with LARDER_REPORT_FILE=PATH naming an existing file, each
  * process appends one line describing its heap to PATH when it exits
- * (`larder run` reads it; the format is in larder-c/src/exit_report.rs). */
+ * (`larder run` reads it; the format is in larder-c/src/exit_report.rs).
+ * LARDER_TIMELINE_MS=N (with LARDER_REPORT_FILE): a thread of the library
+ * appends live bytes, committed bytes and RSS to that file every N ms, for
+ * `larder run --plot` (format in larder-c/src/timeline.rs); 0 or unset: off,
+ * no thread. LARDER_FAIL=SPEC and LARDER_FAIL_LOG=on (fault injection: nth:N,
+ * every:N, prob:P[,seed:S], after-bytes:B, size-over:B, with thread:main or
+ * thread:other) are acted on by the check-mode library only. */
 #ifndef LARDER_H
 #define LARDER_H
 

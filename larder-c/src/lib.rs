@@ -8,6 +8,7 @@
 //!   `realloc(p, 0)`), written once;
 //! - [`foreign`]: the one-time warning for pointers larder did not allocate;
 //! - [`exit_report`]: the heap record written at exit for `larder run`;
+//! - [`timeline`]: the sampler thread behind `larder run --plot`;
 //! - [`line`]: a fixed-size text buffer, because none of this may allocate.
 //!
 //! Nothing here allocates, locks, or calls `dlsym`: these functions can be
@@ -18,6 +19,7 @@ pub mod exit_report;
 pub mod exports;
 pub mod foreign;
 pub mod line;
+pub mod timeline;
 
 /// Rust code inside this library (there is little) allocates from larder
 /// directly rather than through the exported `malloc` symbol.

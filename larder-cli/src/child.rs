@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::cli::RunArgs;
 use crate::heap_record::parse_records;
 use crate::summary::Summary;
-use crate::{locate, Failure};
+use crate::{locate, plot, Failure};
 
 /// How the program ended, and what it used, as the kernel reports it.
 #[derive(Clone, Copy, Debug)]
@@ -47,7 +47,7 @@ impl ChildOutcome {
 /// Runs `args.command` on larder and prints the summary; returns the status
 /// `larder` should exit with.
 pub fn run_with_summary(args: &RunArgs) -> Result<u8, Failure> {
-    let environment = fault_environment(args)?;
+    let mut environment = fault_environment(args)?;
     let default_lib = if environment.is_empty() {
         "liblarder.so"
     } else {
@@ -63,10 +63,32 @@ pub fn run_with_summary(args: &RunArgs) -> Result<u8, Failure> {
         .prefix("larder-heap-")
         .tempfile()
         .map_err(|e| Failure::new(format!("cannot create the heap report file: {e}")))?;
+    if args.plot.is_some() {
+        environment.push(("LARDER_TIMELINE_MS", OsString::from("10")));
+    }
+    let start_us = plot::monotonic_us();
     let outcome = run_preloaded(&args.command, &lib, report_file.path(), &environment)?;
-    let records = std::fs::read_to_string(report_file.path())
-        .map(|text| parse_records(&text))
+    let report_text = std::fs::read_to_string(report_file.path())
         .map_err(|e| Failure::new(format!("cannot read the heap report file: {e}")))?;
+    let records = parse_records(&report_text);
+    if let Some(path) = &args.plot {
+        let timeline = plot::parse_timeline(&report_text, start_us);
+        let title = format!(
+            "larder: heap of {}",
+            args.command
+                .iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" ")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .chars()
+                .take(60)
+                .collect::<String>()
+        );
+        plot::draw(path, &title, outcome.pid, &timeline)?;
+    }
     let summary = Summary::new(&args.command, &outcome, &records);
     let text = if args.json {
         summary.to_json()

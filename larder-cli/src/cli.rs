@@ -40,6 +40,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH", env = "LARDER_LIB")]
     pub lib: Option<PathBuf>,
 
+    /// Draw the program's live bytes, committed bytes and RSS over its run
+    /// (sampled every 10 ms by a thread of the library) to FILE, an SVG, with
+    /// the peak of live bytes marked.
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+
     /// Fault injection: make the allocations SPEC names return NULL (errno
     /// ENOMEM). SPEC is `nth:N`, `every:N`, `prob:P[,seed:S]`,
     /// `after-bytes:B` or `size-over:B`, with an optional `thread:main` or

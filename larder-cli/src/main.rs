@@ -5,13 +5,15 @@
 //! Modules: [`cli`] (the arguments), [`locate`] (finding liblarder.so and
 //! larder-bench beside this executable), [`child`] (running the program and
 //! measuring it), [`heap_record`] (reading what the library wrote at exit),
-//! [`summary`] (what is printed), [`bench`] (handing over to larder-bench).
+//! [`summary`] (what is printed), [`plot`] (the `--plot` picture), [`bench`]
+//! (handing over to larder-bench).
 
 mod bench;
 mod child;
 mod cli;
 mod heap_record;
 mod locate;
+mod plot;
 mod summary;
 
 use std::process::ExitCode;

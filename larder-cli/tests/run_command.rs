@@ -254,3 +254,31 @@ fn a_typo_in_the_fail_spec_names_the_bad_word_and_runs_nothing() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("'nht:3'"), "{stderr}");
 }
+
+#[test]
+fn plot_draws_the_timeline_with_the_peak_marked() {
+    let program = run_summary_program().to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("heap.svg");
+    let output = larder_run(
+        &["--plot", svg.to_str().unwrap()],
+        // The shell is on larder too: the program is a child with a line of its own.
+        &["sh", "-c", &format!("{program} 20000 4096 0; sleep 0.05")],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let picture = std::fs::read_to_string(&svg).expect("the plot is written");
+    assert!(picture.starts_with("<svg"), "{}", &picture[..100]);
+    for text in [
+        "peak live",
+        "live bytes",
+        "committed",
+        "RSS",
+        "time since start (s)",
+    ] {
+        assert!(picture.contains(text), "no {text:?} in the plot");
+    }
+    assert!(
+        picture.contains("live bytes, child"),
+        "no line for the child"
+    );
+}
