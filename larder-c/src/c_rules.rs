@@ -1,6 +1,10 @@
 //! What C programs expect of the malloc family, in one place, on top of the
 //! core's `larder::raw` entry points, which know nothing of C.
 //!
+//! The backend is `crate::backend`: `larder::raw` re-exported in liblarder.so,
+//! check mode's entry points in liblarder_check.so, which compiles this same
+//! file (static dispatch by module: the default library's code is unchanged).
+//!
 //! The rules are glibc's, because glibc is what the programs we replace were
 //! written and tested against:
 //! - failure is NULL with `errno = ENOMEM`, for sizes above `PTRDIFF_MAX` and for
@@ -21,7 +25,7 @@ use core::ffi::c_void;
 use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use larder_core::raw;
+use crate::backend as raw;
 
 use crate::foreign;
 
@@ -50,8 +54,15 @@ fn fundamental_align(size: usize) -> usize {
 /// instead would take the core's out-of-line generic path, about 25 more
 /// instructions per malloc (callgrind), only to do this same rounding. The
 /// tests of this module and tests/c/api_semantics.c check the alignment.
+///
+/// A backend with `EXACT_SIZES` (check mode) is given the size asked for: the
+/// bytes between it and the size class are its redzone. The constant is
+/// false for the core, and the branch folds away.
 #[inline(always)]
 fn fast_path_request(size: usize) -> usize {
+    if raw::EXACT_SIZES {
+        return size;
+    }
     if size <= 8 {
         // 0 becomes 1, so that each malloc(0) is a distinct block.
         size.max(1)

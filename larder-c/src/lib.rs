@@ -5,7 +5,8 @@
 //! - [`exports`]: the C symbols (`malloc`, `free`, ... and `larder_*`), one-line
 //!   forwarders;
 //! - [`c_rules`]: what C expects of them (errno, overflow, alignment rules,
-//!   `realloc(p, 0)`), written once;
+//!   `realloc(p, 0)`), written once, over [`backend`] (larder-check-c compiles
+//!   these same files over check mode's entry points);
 //! - [`foreign`]: the one-time warning for pointers larder did not allocate;
 //! - [`exit_report`]: the heap record written at exit for `larder run`;
 //! - [`timeline`]: the sampler thread behind `larder run --plot`;
@@ -14,6 +15,12 @@
 //! Nothing here allocates, locks, or calls `dlsym`: these functions can be
 //! called before libc has finished starting, from any thread, inside `fork`.
 
+pub mod backend {
+    //! The entry points the C rules sit on: the core's.
+    pub use larder_core::raw::*;
+    /// The core rounds requests up to malloc's alignment itself.
+    pub const EXACT_SIZES: bool = false;
+}
 pub mod c_rules;
 pub mod exit_report;
 pub mod exports;

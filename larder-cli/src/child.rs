@@ -57,7 +57,14 @@ pub fn run_with_summary(args: &RunArgs) -> Result<u8, Failure> {
         Some(lib) => lib
             .canonicalize()
             .map_err(|e| Failure::new(format!("{}: {e}", lib.display())))?,
-        None => locate::beside_this_executable(default_lib, "larder-c")?,
+        None => {
+            let package = if default_lib == CHECK_LIB {
+                "larder-check-c"
+            } else {
+                "larder-c"
+            };
+            locate::beside_this_executable(default_lib, package)?
+        }
     };
     let report_file = tempfile::Builder::new()
         .prefix("larder-heap-")

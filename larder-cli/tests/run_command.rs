@@ -282,3 +282,42 @@ fn plot_draws_the_timeline_with_the_peak_marked() {
         "no line for the child"
     );
 }
+
+/// tests/c/fail/oom.c, compiled once as is and once with every failure handled.
+fn oom_program(handled: bool) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/c/fail/oom.c");
+    let name = if handled { "oom_handled" } else { "oom" };
+    let program = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let mut cc = Command::new("cc");
+    cc.args(["-O1", "-g", "-o"]).arg(&program).arg(&source);
+    if handled {
+        cc.arg("-DHANDLE_ALL");
+    }
+    assert!(cc.status().expect("cc runs").success());
+    program
+}
+
+#[test]
+fn fail_makes_the_chosen_allocation_return_null() {
+    let oom = oom_program(false);
+    let handled = oom_program(true);
+    let oom = oom.to_str().unwrap();
+    // The third allocation (parse_record's calloc) is dereferenced unchecked.
+    let output = larder_run(&["--fail", "nth:3", "--fail-log"], &[oom]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(output.status.code(), Some(128 + libc::SIGSEGV), "{stderr}");
+    assert!(
+        stderr.contains("injected failure: allocation #3 of 128 bytes returns NULL"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("calloc+"), "no backtrace: {stderr}");
+    // The first is handled: a clean error exit, with errno ENOMEM (12).
+    let output = larder_run(&["--fail", "nth:1"], &[oom]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("(errno 12)"), "{stderr}");
+    let output = larder_run(&["--fail", "nth:3"], &[handled.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(3));
+    assert_eq!(output.status.signal(), None);
+}

@@ -23,6 +23,8 @@
 //! - `alloc`: the fast paths; `stats`, `report`: counters and messages;
 //! - `options`: every `LARDER_*` variable, one typed table;
 //! - `global` (`Larder`), `raw` (for the C library): the public faces;
+//! - `check`: check mode (`Checked`, `liblarder_check.so`), a layer over `alloc` that finds heap
+//!   bugs (redzones, quarantine, double and invalid frees, backtraces);
 //! - `kit`: allocation strategies (arena, pool, slab, buffer) and test wrappers.
 
 mod alloc;
@@ -34,7 +36,7 @@ mod os;
 mod page;
 mod purge;
 mod remote;
-mod report;
+pub mod report;
 mod segment;
 mod segment_map;
 mod size_class;
@@ -46,6 +48,7 @@ pub mod kit;
 pub mod options;
 pub mod raw;
 
+pub use check::Checked;
 pub use global::Larder;
 pub use stats::Stats;
 

@@ -27,4 +27,12 @@ if [ -n "$lib_dir" ]; then
   cc "${cflags[@]}" -I"$root/include" -pthread -o "$out/stress_threads_static" "$src/stress_threads.c" \
     "$lib_dir/liblarder.a" -lpthread -ldl -lm -lgcc_s -lc
 fi
+# The check-mode corpus: each program commits one heap bug in a named
+# function; -rdynamic puts that name where dladdr (the in-process report)
+# finds it.
+mkdir -p "$out/check"
+for c in "$src"/check/*.c; do
+  cc -O2 -g -Wall -Wextra -Werror -Wno-use-after-free -Wno-free-nonheap-object -pthread -rdynamic \
+    -o "$out/check/$(basename "$c" .c)" "$c"
+done
 echo "built the C test programs in $out"

@@ -58,5 +58,46 @@ description="the static program defines malloc itself (liblarder.a is linked in)
 check_linking grep ' T malloc$' <(nm "$out/stress_threads_static")
 description="the -llarder programs load liblarder.so"
 check_linking grep "$lib_dir/liblarder.so" <(ldd "$out/api_semantics_linked" "$out/larder_api")
+# Check mode (liblarder_check.so): each corpus program's first line names the
+# class it must be reported with and the culprit function its backtrace must
+# name; it must exit with status 23. Sizes from tiny to multi-MiB.
+check_lib=$lib_dir/liblarder_check.so
+check_case() {
+  local prog=$1 class=$2 culprit=$3
+  shift 3
+  local log rc
+  log=$(mktemp)
+  timeout -k 10 60 env LD_PRELOAD="$check_lib" "$out/check/$prog" "$@" >"$log" 2>&1
+  rc=$?
+  if [ "$rc" -eq 23 ] && grep -q "ERROR: $class " "$log" && grep -q " $culprit+" "$log"; then
+    passed=$((passed + 1))
+    echo "ok - check mode: $prog $* -> $class in $culprit"
+  else
+    failed=$((failed + 1))
+    echo "not ok - check mode: $prog $* (exit $rc, want 23, $class, $culprit)"
+    sed 's/^/    /' "$log" | head -30
+  fi
+  rm -f "$log"
+}
+if [ -f "$check_lib" ]; then
+  for c in "$here"/check/*.c; do
+    prog=$(basename "$c" .c)
+    read -r _ _ class culprit _ < <(head -1 "$c")
+    for size in 1 1000 65536 5000000; do
+      if [ "$prog" = invalid_free ]; then
+        for kind in interior misaligned stack global mmap memalign; do
+          check_case "$prog" "$class" "$culprit" "$size" "$kind"
+        done
+      else
+        check_case "$prog" "$class" "$culprit" "$size"
+      fi
+    done
+  done
+  # Clean programs under check mode: no report, their own exit status.
+  run_test "api semantics under check mode" env LD_PRELOAD="$check_lib" "$out/api_semantics"
+  run_test "large blocks from four threads under check mode" env LD_PRELOAD="$check_lib" "$out/contended_large"
+else
+  echo "# $check_lib not built: check-mode tests skipped"
+fi
 echo "c-tests: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -18,7 +18,9 @@
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
-use crate::options::{parse_size, parse_u64};
+use super::backtrace::{self, Backtrace};
+use super::report::Record;
+use crate::options::{self, parse_size, parse_u64};
 use crate::os;
 use crate::report::Writer;
 
@@ -351,6 +353,72 @@ fn read_once() -> Setting {
         }
     }
     setting()
+}
+
+/// Check mode's hook, called before each allocation (malloc, calloc, realloc, aligned) of
+/// `size` bytes with the caller's backtrace: true when this one must fail. An injected failure
+/// is recorded in `LARDER_REPORT_FILE` (`larder-fail v1 pid=P n=N size=S at=module+0xoff;...`)
+/// and, with `LARDER_FAIL_LOG`, printed on stderr with its backtrace. A bad `LARDER_FAIL` ends
+/// the process with status 2 rather than let it run without the injection asked for.
+#[inline]
+pub fn inject(size: usize, at: &Backtrace) -> bool {
+    match setting() {
+        Setting::Off => false,
+        Setting::On(injector) => match injector.decide(size) {
+            None => false,
+            Some(n) => {
+                injected(n, size, at);
+                true
+            }
+        },
+        // SAFETY: _exit ends the process at once, running nothing that could allocate.
+        Setting::Bad => unsafe { libc::_exit(2) },
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn injected(n: u64, size: usize, at: &Backtrace) {
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() } as u64;
+    if options::get().fail_log {
+        let mut w = Writer::new(2);
+        w.str("larder: injected failure: allocation #");
+        w.u64(n);
+        w.str(" of ");
+        w.u64(size as u64);
+        w.str(" bytes returns NULL (pid ");
+        w.u64(pid);
+        w.str(")\n");
+        backtrace::write_frames(&mut w, at);
+        w.flush();
+    }
+    let mut r = Record::new();
+    r.push(b"larder-fail v1 pid=");
+    r.num(pid, 10);
+    r.push(b" n=");
+    r.num(n, 10);
+    r.push(b" size=");
+    r.num(size as u64, 10);
+    r.frames(b"at", Some(at));
+    r.append_to_report_file();
+}
+
+/// At exit: how many allocations were counted and failed
+/// (`larder-fail-count v1 pid=P seen=N injected=K`), which `larder run --fail-sweep` reads from
+/// its counting run.
+pub fn at_exit() {
+    if let Setting::On(injector) = setting() {
+        let mut r = Record::new();
+        r.push(b"larder-fail-count v1 pid=");
+        // SAFETY: getpid has no preconditions.
+        r.num(unsafe { libc::getpid() } as u64, 10);
+        r.push(b" seen=");
+        r.num(injector.seen(), 10);
+        r.push(b" injected=");
+        r.num(injector.injected(), 10);
+        r.append_to_report_file();
+    }
 }
 
 #[cold]

@@ -1,5 +1,346 @@
-//! Check mode: the bug finder, a layer over the core that the default build never calls.
+//! Check mode: the heap-bug finder behind `liblarder_check.so`, `larder run --check` and
+//! [`Checked`]. A layer over the core's entry points; the default paths never call it, so the
+//! default build pays nothing for it.
 //!
-//! - `fail`: fault injection (`LARDER_FAIL`): which allocations return null.
+//! - [`backtrace`]: stacks captured without allocating, named through `dladdr`;
+//! - [`fail`]: fault injection (`LARDER_FAIL`): which allocations return null;
+//! - `block`: the header, canary, redzones and poison of each checked block;
+//! - `quarantine`: freed blocks held, poisoned, first in first out;
+//! - `report`: error reports on stderr and in `LARDER_REPORT_FILE`, exit status 23.
+//!
+//! What it finds: double frees (state in the header, both stacks), frees and reallocs of
+//! pointers that are not live blocks (interior, misaligned, stack, global, mmap'd), overflows
+//! and underflows of the requested size (checked on free and realloc), writes after free
+//! (poison verified when a block leaves the quarantine). Fresh blocks not from calloc are
+//! filled with `0xbe`, so uninitialised reads show.
 
+pub mod backtrace;
+mod block;
 pub mod fail;
+mod quarantine;
+pub mod report;
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr;
+use core::sync::atomic::Ordering;
+
+use self::backtrace::Backtrace;
+use self::block::{
+    first_mismatch, header_of, Header, CANARY_LEN, HEADER_SIZE, LIVE, MAGIC, POISON_BYTE,
+    POISON_MAX, QUARANTINED, REDZONE_BYTE, RELEASED, TAIL_MAX, TAIL_MIN, UNINIT_BYTE,
+};
+use self::report::Error;
+use crate::{alloc as core_alloc, options};
+
+/// Every checked block is at least this aligned (the header is).
+const MIN_ALIGN: usize = 16;
+
+/// Allocates `size` bytes aligned to `align` (a power of two), checked. Null when memory cannot
+/// be had.
+///
+/// # Safety
+/// None beyond the usual: free the block with this module's `free`.
+#[inline(never)]
+pub unsafe fn alloc(size: usize, align: usize) -> *mut u8 {
+    alloc_with(size, align, false, &Backtrace::capture(1))
+}
+
+/// As [`alloc`], zeroed.
+///
+/// # Safety
+/// As [`alloc`].
+#[inline(never)]
+pub unsafe fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
+    alloc_with(size, align, true, &Backtrace::capture(1))
+}
+
+/// Frees a checked block; anything else (a block already freed, a pointer into a block, a
+/// pointer larder never handed out) is reported.
+///
+/// # Safety
+/// Any pointer may be passed: check mode validates it before touching the block.
+#[inline(never)]
+pub unsafe fn free(ptr: *mut u8) {
+    if ptr.is_null() {
+        return;
+    }
+    let at = Backtrace::capture(1);
+    if let Some(h) = live_header(ptr as usize, "free", &at) {
+        release_to_quarantine(h, &at, "free");
+    }
+}
+
+/// Resizes a checked block (always by moving it, so stale pointers to the old one are found).
+/// A null result leaves the old block intact.
+///
+/// # Safety
+/// As [`free`].
+#[inline(never)]
+pub unsafe fn realloc(ptr: *mut u8, new_size: usize, align: usize) -> *mut u8 {
+    let at = Backtrace::capture(1);
+    if ptr.is_null() {
+        return alloc_with(new_size, align, false, &at);
+    }
+    let Some(h) = live_header(ptr as usize, "realloc", &at) else {
+        return ptr::null_mut();
+    };
+    let new = alloc_with(new_size, align, false, &at);
+    if new.is_null() {
+        return new;
+    }
+    // SAFETY: `h` is a live header; both blocks hold at least the bytes copied.
+    unsafe { ptr::copy_nonoverlapping(ptr, new, (*h).size.min(new_size)) };
+    release_to_quarantine(h, &at, "realloc");
+    new
+}
+
+/// The requested size of a live checked block; 0 for anything else.
+///
+/// # Safety
+/// Any pointer may be passed.
+pub unsafe fn usable_size(ptr: *const u8) -> usize {
+    match find(ptr as usize) {
+        // SAFETY: `find` returns only headers of check mode's blocks.
+        Some(h) if unsafe { (*h).state() } == LIVE => unsafe { (*h).size },
+        _ => 0,
+    }
+}
+
+/// The checks at exit: blocks still in the quarantine are verified for writes after free.
+/// Call it once, at the end of the process (liblarder_check.so does, from `.fini_array`).
+pub fn at_exit() {
+    fail::at_exit();
+    quarantine::drain(leave_quarantine);
+}
+
+/// Whether `ptr` lies in larder's memory.
+pub fn owns(ptr: *const u8) -> bool {
+    core_alloc::owns(ptr)
+}
+
+fn alloc_with(size: usize, align: usize, zeroed: bool, bt: &Backtrace) -> *mut u8 {
+    // Fault injection decides first: a failed realloc leaves the old block alone, as C's does
+    // when memory runs out.
+    if fail::inject(size, bt) {
+        return ptr::null_mut();
+    }
+    if !align.is_power_of_two() {
+        return ptr::null_mut();
+    }
+    let align = align.max(MIN_ALIGN);
+    // The header ends where the user bytes start, which must be aligned.
+    let Some(offset) = crate::os::align_up(HEADER_SIZE, align) else {
+        return ptr::null_mut();
+    };
+    let Some(total) = size
+        .checked_add(offset)
+        .and_then(|t| t.checked_add(TAIL_MIN))
+    else {
+        return ptr::null_mut();
+    };
+    let base = if zeroed {
+        core_alloc::alloc_zeroed(total, align)
+    } else {
+        core_alloc::alloc(total, align)
+    } as usize;
+    if base == 0 {
+        return ptr::null_mut();
+    }
+    let user = base + offset;
+    let h = header_of(user);
+    // SAFETY: the core block holds `offset + size + TAIL_MIN` bytes from `base`, and the
+    // usable size it reports; the header lies in the first `offset` bytes.
+    unsafe {
+        block::bytes(base, offset - HEADER_SIZE).fill(REDZONE_BYTE);
+        h.write(Header::new(base, size, bt));
+        if !zeroed {
+            block::bytes(user, size).fill(UNINIT_BYTE);
+        }
+        let usable = core_alloc::usable_size(base as *const u8);
+        let tail = (base + usable - user - size).min(TAIL_MAX);
+        block::bytes(user + size, tail).fill(REDZONE_BYTE);
+    }
+    user as *mut u8
+}
+
+impl Header {
+    fn new(base: usize, size: usize, bt: &Backtrace) -> Header {
+        Header {
+            core_link: 0,
+            base,
+            size,
+            magic: MAGIC,
+            state: core::sync::atomic::AtomicU32::new(LIVE),
+            alloc_bt: *bt,
+            free_bt: Backtrace::EMPTY,
+            prev: 0,
+            next: 0,
+            canary: [REDZONE_BYTE; CANARY_LEN],
+        }
+    }
+}
+
+/// The header of the check-mode block whose user bytes start at `user`, in any state; `None`
+/// for a pointer that is not such a start.
+fn find(user: usize) -> Option<*mut Header> {
+    if user % MIN_ALIGN != 0 || !core_alloc::owns(user as *const u8) {
+        return None;
+    }
+    let h = header_of(user);
+    if !core_alloc::owns(h as *const u8) {
+        return None;
+    }
+    // SAFETY: the header's range is in larder's memory, mapped while owned; its fields are
+    // plain integers, any value of which is safe to read.
+    let (magic, base) = unsafe { (ptr::addr_of!((*h).magic).read(), (*h).base) };
+    if magic != MAGIC || base > h as usize || (h as usize) - base >= 1 << 30 {
+        return None;
+    }
+    Some(h)
+}
+
+/// The header of `user` if it is a live block; otherwise reports what it is and returns `None`.
+fn live_header(user: usize, op: &str, at: &Backtrace) -> Option<*mut Header> {
+    let Some(h) = find(user) else {
+        report_invalid(user, op, at);
+        return None;
+    };
+    // SAFETY: `find` returns headers of check mode's blocks, whose memory stays mapped.
+    let header = unsafe { &*h };
+    match header
+        .state
+        .compare_exchange(LIVE, QUARANTINED, Ordering::AcqRel, Ordering::Acquire)
+    {
+        Ok(_) => Some(h),
+        Err(QUARANTINED) | Err(RELEASED) => {
+            report::error(&Error {
+                class: "double-free",
+                op,
+                addr: user,
+                block: Some((user, header.size)),
+                offset: None,
+                alloc: Some(&header.alloc_bt),
+                free: Some(&header.free_bt),
+                at: Some(at),
+            });
+            None
+        }
+        Err(_) => {
+            report_invalid(user, op, at);
+            None
+        }
+    }
+}
+
+fn report_invalid(addr: usize, op: &str, at: &Backtrace) {
+    report::error(&Error {
+        class: "invalid-free",
+        op,
+        addr,
+        block: None,
+        offset: None,
+        alloc: None,
+        free: None,
+        at: Some(at),
+    });
+}
+
+/// Checks the redzones of a block that was live, poisons it and puts it in the quarantine.
+fn release_to_quarantine(h: *mut Header, at: &Backtrace, op: &str) {
+    // SAFETY: the caller won LIVE -> QUARANTINED on `h`, so this thread owns the block.
+    let header = unsafe { &mut *h };
+    let user = header.user();
+    let size = header.size;
+    check_redzones(header, op, Some(at));
+    header.free_bt = *at;
+    // SAFETY: the user bytes are the block's.
+    unsafe { block::bytes(user, size.min(POISON_MAX)).fill(POISON_BYTE) };
+    quarantine::push(
+        user,
+        size,
+        options::get().quarantine_bytes,
+        leave_quarantine,
+    );
+}
+
+/// Reports a broken canary (underflow) or tail redzone (overflow).
+fn check_redzones(header: &Header, op: &str, at: Option<&Backtrace>) {
+    let user = header.user();
+    let size = header.size;
+    let bad = if let Some(i) = first_mismatch(&header.canary, REDZONE_BYTE) {
+        Some(("heap-buffer-underflow", i as isize - CANARY_LEN as isize))
+    } else {
+        // SAFETY: the core block is live and holds its usable size from `base`.
+        let usable = unsafe { core_alloc::usable_size(header.base as *const u8) };
+        let tail = (header.base + usable - user - size).min(TAIL_MAX);
+        // SAFETY: the tail redzone lies inside the core block.
+        let tail_bytes = unsafe { block::bytes(user + size, tail) };
+        first_mismatch(tail_bytes, REDZONE_BYTE)
+            .map(|i| ("heap-buffer-overflow", (size + i) as isize))
+    };
+    if let Some((class, offset)) = bad {
+        report::error(&Error {
+            class,
+            op,
+            addr: user.wrapping_add_signed(offset),
+            block: Some((user, size)),
+            offset: Some(offset),
+            alloc: Some(&header.alloc_bt),
+            free: None,
+            at,
+        });
+    }
+}
+
+/// A block leaving the quarantine: a changed poison byte is a write after free.
+fn leave_quarantine(user: usize) {
+    // SAFETY: quarantined blocks keep their header and memory until given back below.
+    let header = unsafe { &*header_of(user) };
+    let size = header.size;
+    // SAFETY: the user bytes are the quarantined block's.
+    let poisoned = unsafe { block::bytes(user, size.min(POISON_MAX)) };
+    if let Some(i) = first_mismatch(poisoned, POISON_BYTE) {
+        report::error(&Error {
+            class: "use-after-free",
+            op: "quarantine",
+            addr: user + i,
+            block: Some((user, size)),
+            offset: Some(i as isize),
+            alloc: Some(&header.alloc_bt),
+            free: Some(&header.free_bt),
+            at: None,
+        });
+    }
+    header.state.store(RELEASED, Ordering::Release);
+    // SAFETY: `base` is the core block this checked block was carved from, freed once here.
+    unsafe { core_alloc::free(header.base as *mut u8) };
+}
+
+/// Check mode as Rust's global allocator:
+/// `#[global_allocator] static GLOBAL: larder::Checked = larder::Checked;`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Checked;
+
+// SAFETY: every method forwards to check mode, which returns blocks of at least the layout's
+// size and alignment, or null, and frees only blocks it handed out (reporting anything else).
+unsafe impl GlobalAlloc for Checked {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: no requirement beyond the layout's.
+        unsafe { alloc(layout.size(), layout.align()) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+        // SAFETY: check mode validates the pointer.
+        unsafe { free(ptr) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: no requirement beyond the layout's.
+        unsafe { alloc_zeroed(layout.size(), layout.align()) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: check mode validates the pointer.
+        unsafe { realloc(ptr, new_size, layout.align()) }
+    }
+}

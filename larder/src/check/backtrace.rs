@@ -1,0 +1,179 @@
+//! Backtraces captured inside the allocator: a fixed array of return addresses, taken with
+//! libgcc's `_Unwind_Backtrace` (linked by Rust's std already). With glibc 2.35+ the unwinder
+//! finds each module's unwind tables through `_dl_find_object`, which neither allocates nor
+//! takes a lock an allocating function holds, so capture is safe inside malloc and free.
+//! Symbolisation is deferred to reporting: `write_frames` names frames through `dladdr`
+//! (exported symbols, module + offset); `larder run --check` turns module + offset into
+//! function and file:line with debug info, outside the checked process.
+
+use core::ffi::{c_int, c_void, CStr};
+
+use crate::report::Writer;
+
+/// The most frames a backtrace keeps (the innermost ones).
+pub const MAX_FRAMES: usize = 16;
+
+/// Return addresses, innermost first.
+#[derive(Clone, Copy)]
+pub struct Backtrace {
+    /// The addresses; only the first `len` are meaningful.
+    pub frames: [usize; MAX_FRAMES],
+    /// How many frames were captured.
+    pub len: u8,
+}
+
+type TraceFn = extern "C" fn(ctx: *mut c_void, arg: *mut c_void) -> c_int;
+
+extern "C" {
+    fn _Unwind_Backtrace(trace: TraceFn, arg: *mut c_void) -> c_int;
+    fn _Unwind_GetIP(ctx: *mut c_void) -> usize;
+}
+
+/// `_URC_NO_REASON` goes on walking; `_URC_END_OF_STACK` stops it.
+const URC_NO_REASON: c_int = 0;
+const URC_END_OF_STACK: c_int = 5;
+
+struct Walk {
+    bt: Backtrace,
+    skip: usize,
+}
+
+extern "C" fn on_frame(ctx: *mut c_void, arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is the `Walk` that `capture` passed to `_Unwind_Backtrace`, alive and not
+    // otherwise borrowed for the duration of the walk.
+    let walk = unsafe { &mut *arg.cast::<Walk>() };
+    // SAFETY: `ctx` is the unwinder's context for the current frame.
+    let ip = unsafe { _Unwind_GetIP(ctx) };
+    if ip == 0 {
+        return URC_END_OF_STACK;
+    }
+    if walk.skip > 0 {
+        walk.skip -= 1;
+        return URC_NO_REASON;
+    }
+    let len = walk.bt.len as usize;
+    if len >= MAX_FRAMES {
+        return URC_END_OF_STACK;
+    }
+    walk.bt.frames[len] = ip;
+    walk.bt.len += 1;
+    URC_NO_REASON
+}
+
+impl Backtrace {
+    /// An empty backtrace.
+    pub const EMPTY: Backtrace = Backtrace {
+        frames: [0; MAX_FRAMES],
+        len: 0,
+    };
+
+    /// The caller's backtrace, leaving out `skip` frames above `capture`'s caller (0 keeps the
+    /// caller of `capture` as frame #0). Never allocates.
+    #[inline(never)]
+    pub fn capture(skip: usize) -> Backtrace {
+        let mut walk = Walk {
+            bt: Backtrace::EMPTY,
+            // `capture` itself is the first frame the unwinder reports.
+            skip: skip + 1,
+        };
+        // SAFETY: `on_frame` only touches `walk`, which outlives the call.
+        unsafe { _Unwind_Backtrace(on_frame, (&mut walk as *mut Walk).cast()) };
+        walk.bt
+    }
+
+    /// The captured frames, innermost first.
+    pub fn frames(&self) -> &[usize] {
+        &self.frames[..(self.len as usize).min(MAX_FRAMES)]
+    }
+}
+
+/// Where a code address lies: its module's path and load base, and the nearest exported symbol.
+pub struct Location {
+    /// The module's path as the dynamic linker knows it (empty for the main program at times).
+    pub module: &'static [u8],
+    /// The module's load base.
+    pub base: usize,
+    /// The nearest symbol's name, if `dladdr` found one.
+    pub symbol: &'static [u8],
+    /// The symbol's address (0 without a symbol).
+    pub symbol_addr: usize,
+}
+
+/// Looks up `addr` with `dladdr` (no allocation: it reads the loader's tables).
+pub fn locate(addr: usize) -> Option<Location> {
+    let mut info = libc::Dl_info {
+        dli_fname: core::ptr::null(),
+        dli_fbase: core::ptr::null_mut(),
+        dli_sname: core::ptr::null(),
+        dli_saddr: core::ptr::null_mut(),
+    };
+    // SAFETY: `info` is writable; dladdr only reads the loader's module list.
+    if unsafe { libc::dladdr(addr as *const c_void, &mut info) } == 0 {
+        return None;
+    }
+    let text = |p: *const core::ffi::c_char| -> &'static [u8] {
+        if p.is_null() {
+            b""
+        } else {
+            // SAFETY: dladdr's strings are NUL-terminated and live as long as the module, which
+            // stays loaded while its code is on a stack being reported.
+            unsafe { CStr::from_ptr(p) }.to_bytes()
+        }
+    };
+    Some(Location {
+        module: text(info.dli_fname),
+        base: info.dli_fbase as usize,
+        symbol: text(info.dli_sname),
+        symbol_addr: info.dli_saddr as usize,
+    })
+}
+
+/// A return address points after the call; one byte back lies inside the call instruction,
+/// which is the line a reader wants.
+fn call_site(ret: usize) -> usize {
+    ret.saturating_sub(1)
+}
+
+/// Writes one line per frame, `#0 0xADDR symbol+0xOFF (module+0xOFF)`, without allocating.
+pub fn write_frames(w: &mut Writer, bt: &Backtrace) {
+    for (i, &ret) in bt.frames().iter().enumerate() {
+        let pc = call_site(ret);
+        w.str("    #");
+        w.u64(i as u64);
+        w.str(" ");
+        w.hex(pc);
+        if let Some(loc) = locate(pc) {
+            if !loc.symbol.is_empty() {
+                w.str(" ");
+                w.bytes(loc.symbol);
+                w.str("+");
+                w.hex(pc - loc.symbol_addr);
+            }
+            w.str(" (");
+            w.bytes(loc.module);
+            w.str("+");
+            w.hex(pc.wrapping_sub(loc.base));
+            w.str(")");
+        }
+        w.str("\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[inline(never)]
+    fn inner() -> Backtrace {
+        Backtrace::capture(0)
+    }
+
+    #[test]
+    fn capture_names_the_caller_and_its_module() {
+        let bt = inner();
+        assert!(bt.len >= 2, "{} frames", bt.len);
+        let loc = locate(call_site(bt.frames()[0])).expect("a module");
+        assert!(!loc.module.is_empty());
+        assert!(bt.frames()[0] > loc.base);
+    }
+}

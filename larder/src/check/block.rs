@@ -1,0 +1,99 @@
+//! The layout of a checked block, in one core block:
+//!
+//! `[pad][Header][user bytes: the requested size][tail redzone ...usable end]`
+//!
+//! The header sits right before the user bytes, so `ptr - HEADER_SIZE` finds it; it ends in a
+//! canary (an underflow by one byte breaks it) and records the requested size, the state and the
+//! allocation and free backtraces. The tail redzone runs from the requested size to the end of
+//! the core block (at least `TAIL_MIN` bytes), so an overflow by one byte at any size lands in
+//! it. Freed blocks are poisoned (up to `POISON_MAX` bytes) and checked when they leave the
+//! quarantine.
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use super::backtrace::Backtrace;
+
+/// Marks a header written by check mode.
+pub const MAGIC: u32 = 0x1a4d_e7c4;
+/// Block states.
+pub const LIVE: u32 = 1;
+/// Freed and held in the quarantine.
+pub const QUARANTINED: u32 = 2;
+/// Left the quarantine and given back to the core.
+pub const RELEASED: u32 = 3;
+
+/// Bytes of the header's canary.
+pub const CANARY_LEN: usize = 16;
+/// The canary and redzone byte.
+pub const REDZONE_BYTE: u8 = 0xfa;
+/// The byte freed blocks are filled with.
+pub const POISON_BYTE: u8 = 0xfd;
+/// The byte fresh (non-calloc) blocks are filled with, so that reads of uninitialised memory
+/// show a recognisable value.
+pub const UNINIT_BYTE: u8 = 0xbe;
+/// The smallest tail redzone.
+pub const TAIL_MIN: usize = 16;
+/// How much of the tail redzone is written and checked (the rest of a page-rounded huge block
+/// would cost a page touch for nothing: a one-byte overflow lands in the first bytes).
+pub const TAIL_MAX: usize = 4096;
+/// How much of a freed block is poisoned and verified.
+pub const POISON_MAX: usize = 64 << 10;
+
+/// The metadata before every checked block.
+#[repr(C, align(16))]
+pub struct Header {
+    /// The core's free list link lands here once the block is given back; nothing in it.
+    pub core_link: usize,
+    /// The core block's start.
+    pub base: usize,
+    /// The requested size.
+    pub size: usize,
+    /// `MAGIC` while the header is check mode's.
+    pub magic: u32,
+    /// `LIVE`, `QUARANTINED` or `RELEASED`.
+    pub state: AtomicU32,
+    /// Where the block was allocated.
+    pub alloc_bt: Backtrace,
+    /// Where it was freed (valid in `QUARANTINED` and `RELEASED`).
+    pub free_bt: Backtrace,
+    /// Links of the live-block list (for the exit checks).
+    pub prev: usize,
+    /// See `prev`.
+    pub next: usize,
+    /// Bytes of `REDZONE_BYTE`: broken by an underflow.
+    pub canary: [u8; CANARY_LEN],
+}
+
+/// Bytes the header takes before the user bytes.
+pub const HEADER_SIZE: usize = core::mem::size_of::<Header>();
+
+/// The header of the block whose user bytes start at `user`.
+pub fn header_of(user: usize) -> *mut Header {
+    user.wrapping_sub(HEADER_SIZE) as *mut Header
+}
+
+impl Header {
+    /// The user bytes' start.
+    pub fn user(&self) -> usize {
+        self as *const Header as usize + HEADER_SIZE
+    }
+
+    /// The state, read once.
+    pub fn state(&self) -> u32 {
+        self.state.load(Ordering::Acquire)
+    }
+}
+
+/// Where the first byte of `bytes` differing from `expected` lies.
+pub fn first_mismatch(bytes: &[u8], expected: u8) -> Option<usize> {
+    bytes.iter().position(|&b| b != expected)
+}
+
+/// The bytes `[start, start + len)` as a slice.
+///
+/// # Safety
+/// The range must be readable memory of a block check mode owns.
+pub unsafe fn bytes<'a>(start: usize, len: usize) -> &'a mut [u8] {
+    // SAFETY: forwarded from the caller.
+    unsafe { core::slice::from_raw_parts_mut(start as *mut u8, len) }
+}
