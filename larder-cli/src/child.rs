@@ -144,7 +144,7 @@ fn fault_environment(args: &RunArgs) -> Result<Vec<(&'static str, OsString)>, Fa
 }
 
 /// The program's environment: `lib` ahead of any preloads it already had.
-fn preload_list(lib: &Path) -> OsString {
+pub(crate) fn preload_list(lib: &Path) -> OsString {
     let mut list = OsString::from(lib);
     if let Some(existing) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
         list.push(":");

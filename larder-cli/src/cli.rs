@@ -57,6 +57,36 @@ pub struct RunArgs {
     #[arg(long, requires = "fail")]
     pub fail_log: bool,
 
+    /// Fault-injection sweep: count the program's allocations, then run it
+    /// once per allocation k with the kth failing (a stratified sample of k
+    /// when there are many), in parallel; report each unhandled failure
+    /// (crash or hang) by its malloc's call site. Exits 1 when any run did not
+    /// handle its failure.
+    #[arg(long, conflicts_with_all = ["fail", "plot"])]
+    pub fail_sweep: bool,
+
+    /// With --fail-sweep: the first allocation to fail.
+    #[arg(long, value_name = "K", default_value_t = 1, requires = "fail_sweep")]
+    pub from: u64,
+
+    /// With --fail-sweep: how many allocations to try [default: all, sampled
+    /// down to 2000 runs].
+    #[arg(long, value_name = "N", requires = "fail_sweep")]
+    pub count: Option<u64>,
+
+    /// With --fail-sweep: runs at a time [default: the number of CPUs].
+    #[arg(long, value_name = "J", requires = "fail_sweep")]
+    pub jobs: Option<usize>,
+
+    /// With --fail-sweep: seconds after which a run counts as hung.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 10,
+        requires = "fail_sweep"
+    )]
+    pub timeout: u64,
+
     /// The program to run and its arguments (after `--` when they start with `-`).
     #[arg(
         required = true,

@@ -283,11 +283,13 @@ fn plot_draws_the_timeline_with_the_peak_marked() {
     );
 }
 
-/// tests/c/fail/oom.c, compiled once as is and once with every failure handled.
+/// tests/c/fail/oom.c, compiled as is or with every failure handled (each test its own copy).
 fn oom_program(handled: bool) -> PathBuf {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/c/fail/oom.c");
+    static BUILT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let copy = BUILT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = if handled { "oom_handled" } else { "oom" };
-    let program = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let program = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{copy}"));
     let mut cc = Command::new("cc");
     cc.args(["-O1", "-g", "-o"]).arg(&program).arg(&source);
     if handled {
@@ -320,4 +322,46 @@ fn fail_makes_the_chosen_allocation_return_null() {
     let output = larder_run(&["--fail", "nth:3"], &[handled.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(3));
     assert_eq!(output.status.signal(), None);
+}
+
+#[test]
+fn the_sweep_finds_exactly_the_unhandled_site_and_nothing_when_all_are_handled() {
+    let oom = oom_program(false);
+    let output = larder_run(&["--fail-sweep", "--json"], &[oom.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let json: Value = serde_json::from_str(&stderr[stderr.find('{').unwrap()..]).unwrap();
+    let sites = json["unhandled_sites"].as_array().unwrap();
+    assert_eq!(sites.len(), 1, "{stderr}");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/c/fail/oom.c");
+    let calloc_line = std::fs::read_to_string(source)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("calloc("))
+        .unwrap()
+        + 1;
+    assert_eq!(
+        sites[0]["site"]
+            .as_str()
+            .unwrap()
+            .rsplit_once('/')
+            .unwrap()
+            .1,
+        format!("oom.c:{calloc_line}"),
+        "{stderr}"
+    );
+    assert!(sites[0]["site"]
+        .as_str()
+        .unwrap()
+        .starts_with("parse_record at "));
+    assert_eq!(sites[0]["outcome"], "crashed");
+    assert_eq!(sites[0]["signal"], "SIGSEGV");
+    assert_eq!(sites[0]["allocations"], serde_json::json!([3]));
+    assert!(json["handled"].as_u64().unwrap() >= 3);
+
+    let handled = oom_program(true);
+    let output = larder_run(&["--fail-sweep"], &[handled.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(" 0 unhandled sites"), "{stderr}");
 }
