@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::check_record::{parse_errors, Symbolizer};
 use crate::cli::RunArgs;
 use crate::heap_record::parse_records;
 use crate::summary::Summary;
@@ -48,7 +49,10 @@ impl ChildOutcome {
 /// `larder` should exit with.
 pub fn run_with_summary(args: &RunArgs) -> Result<u8, Failure> {
     let mut environment = fault_environment(args)?;
-    let default_lib = if environment.is_empty() {
+    if args.keep_going {
+        environment.push(("LARDER_CHECK_ERRORS", OsString::from("continue")));
+    }
+    let default_lib = if environment.is_empty() && !args.check {
         "liblarder.so"
     } else {
         CHECK_LIB
@@ -96,7 +100,12 @@ pub fn run_with_summary(args: &RunArgs) -> Result<u8, Failure> {
         );
         plot::draw(path, &title, outcome.pid, &timeline)?;
     }
-    let summary = Summary::new(&args.command, &outcome, &records);
+    let mut summary = Summary::new(&args.command, &outcome, &records);
+    if args.check {
+        let mut errors = parse_errors(&report_text);
+        Symbolizer::default().symbolize(&mut errors);
+        summary.errors = Some(errors);
+    }
     let text = if args.json {
         summary.to_json()
     } else {
@@ -131,12 +140,14 @@ fn fault_environment(args: &RunArgs) -> Result<Vec<(&'static str, OsString)>, Fa
     };
     larder::check::fail::parse(spec.as_bytes())
         .map_err(|e| Failure::with_status(format!("--fail {spec}: {e}"), 2))?;
-    let mut environment = vec![
-        ("LARDER_FAIL", OsString::from(spec)),
-        ("LARDER_QUARANTINE", OsString::from("0")),
-        ("LARDER_GUARD", OsString::from("off")),
-        ("LARDER_LEAKS", OsString::from("off")),
-    ];
+    let mut environment = vec![("LARDER_FAIL", OsString::from(spec))];
+    if !args.check {
+        environment.extend([
+            ("LARDER_QUARANTINE", OsString::from("0")),
+            ("LARDER_GUARD", OsString::from("off")),
+            ("LARDER_LEAKS", OsString::from("off")),
+        ]);
+    }
     if args.fail_log {
         environment.push(("LARDER_FAIL_LOG", OsString::from("on")));
     }

@@ -36,6 +36,16 @@ pub struct RunArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Check mode: preload liblarder_check.so, which finds heap bugs (double
+    /// and invalid frees, overflows, writes after free) and reports each with
+    /// its backtraces; the first error ends the program with status 23.
+    #[arg(long)]
+    pub check: bool,
+
+    /// With --check: report every error and let the program go on.
+    #[arg(long, requires = "check")]
+    pub keep_going: bool,
+
     /// The liblarder.so to preload [default: the one beside this executable].
     #[arg(long, value_name = "PATH", env = "LARDER_LIB")]
     pub lib: Option<PathBuf>,

@@ -9,6 +9,7 @@
 //! (handing over to larder-bench).
 
 mod bench;
+mod check_record;
 mod child;
 mod cli;
 mod heap_record;

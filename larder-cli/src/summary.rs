@@ -7,6 +7,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::check_record::ErrorRecord;
 use crate::child::ChildOutcome;
 use crate::heap_record::HeapRecord;
 
@@ -34,6 +35,9 @@ pub struct Summary {
     /// Other processes that ran on larder and exited normally (forked children,
     /// programs it started).
     pub other_processes: OtherProcesses,
+    /// With `--check`: the errors check mode reported, frames symbolised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<ErrorRecord>>,
 }
 
 /// The other processes on larder, added up.
@@ -74,6 +78,7 @@ impl Summary {
             peak_rss_bytes: outcome.peak_rss_bytes,
             heap,
             other_processes: others,
+            errors: None,
         }
     }
 
@@ -135,6 +140,9 @@ impl Summary {
             "  time          {:.3} s wall, {:.3} s user, {:.3} s system",
             self.wall_seconds, self.user_seconds, self.system_seconds
         );
+        if let Some(errors) = &self.errors {
+            crate::check_record::write_text(&mut out, errors);
+        }
         let others = &self.other_processes;
         if others.count > 0 {
             let _ = writeln!(

@@ -4,7 +4,7 @@
 //! parallel. Each run is handled (it exited, with any status), crashed (a
 //! signal) or hung (killed after the timeout). Unhandled runs are grouped by
 //! the failing allocation's call site, the first frame outside the library,
-//! named by `addr2line`, so one report line is one unhandled malloc in the
+//! named from its debug info (check mode's `Symbolizer`), so one report line is one unhandled malloc in the
 //! source. The sweep exits 0 when every run handled its failure, 1 otherwise.
 
 use std::collections::BTreeMap;
@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+use crate::check_record::{self, Symbolizer};
 use crate::child::preload_list;
 use crate::cli::RunArgs;
 use crate::{locate, Failure};
@@ -129,7 +130,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Failure> {
     let mut results = results.into_inner().unwrap();
     results.sort_by_key(|r| r.0);
 
-    let mut symbols = Symbols::default();
+    let mut symbols = Symbolizer::default();
     let mut sites: BTreeMap<(String, String), Site> = BTreeMap::new();
     let mut handled = 0;
     for (k, outcome, report) in &results {
@@ -138,10 +139,17 @@ pub fn run(args: &RunArgs) -> Result<u8, Failure> {
             continue;
         }
         let frames = failing_frames(report, *k);
-        let site = frames
-            .iter()
-            .find(|f| !f.contains("liblarder_check.so"))
-            .map(|f| symbols.name(f))
+        let site = check_record::frames(&frames.join(";"))
+            .into_iter()
+            .find(|f| !f.module.ends_with("liblarder_check.so"))
+            .map(|mut f| {
+                symbols.frame(&mut f);
+                match (f.function, f.location) {
+                    (Some(function), Some(location)) => format!("{function} at {location}"),
+                    (Some(function), None) => format!("{function} in {}", f.module),
+                    _ => format!("{}+{:#x}", f.module, f.offset),
+                }
+            })
             .unwrap_or_else(|| "(no backtrace recorded)".to_string());
         let key = (site.clone(), format!("{outcome:?}"));
         sites
@@ -332,40 +340,6 @@ fn failing_frames(report: &str, k: u64) -> Vec<String> {
         .and_then(|l| field(l, "at"))
         .map(|at| at.split(';').map(str::to_string).collect())
         .unwrap_or_default()
-}
-
-/// Names `module+0xoffset` frames with `addr2line` (binutils), remembering each.
-#[derive(Default)]
-struct Symbols {
-    known: BTreeMap<String, String>,
-}
-
-impl Symbols {
-    fn name(&mut self, frame: &str) -> String {
-        if let Some(name) = self.known.get(frame) {
-            return name.clone();
-        }
-        let name = addr2line(frame).unwrap_or_else(|| frame.to_string());
-        self.known.insert(frame.to_string(), name.clone());
-        name
-    }
-}
-
-fn addr2line(frame: &str) -> Option<String> {
-    let (module, offset) = frame.rsplit_once('+')?;
-    let output = Command::new("addr2line")
-        .args(["-f", "-C", "-e", module, offset])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    let mut lines = text.lines();
-    let function = lines.next()?;
-    let place = lines.next()?;
-    if function == "??" {
-        return None;
-    }
-    let place = place.split(" (discriminator").next().unwrap_or(place);
-    Some(format!("{function} at {place}"))
 }
 
 #[cfg(test)]

@@ -1,0 +1,229 @@
+//! The error records check mode (liblarder_check.so) appends to the report
+//! file, and their frames turned into function and file:line.
+//!
+//! The library writes, with one write(2) per record:
+//! `larder-error v1 pid=P class=C op=O addr=0x.. [block=0x.. size=N]
+//! [offset=N] [at=F;F..] [free=F;F..] [alloc=F;F..]`, each frame F being a
+//! module path, `+`, and the offset of the call site from the module's load
+//! base. The library names frames only through dladdr (it may not allocate);
+//! here, in an ordinary process, the `addr2line` crate (gimli) reads each
+//! module's debug info to name function, file and line.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+/// One frame: where it is and, when symbolised, what it is.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Frame {
+    /// The module's path.
+    pub module: String,
+    /// The call site's offset from the module's load base.
+    pub offset: u64,
+    /// The function, when debug info or symbols name it.
+    pub function: Option<String>,
+    /// `file:line`, when debug info has it.
+    pub location: Option<String>,
+}
+
+/// One error check mode reported.
+#[derive(Clone, Debug, Serialize)]
+pub struct ErrorRecord {
+    /// The process that reported it.
+    pub pid: u32,
+    /// The class: double-free, invalid-free, heap-buffer-overflow, ...
+    pub class: String,
+    /// The operation that found it: free, realloc, quarantine.
+    pub op: String,
+    /// The bad address.
+    pub addr: u64,
+    /// The block's start, when known.
+    pub block: Option<u64>,
+    /// The block's requested size, when known.
+    pub size: Option<u64>,
+    /// The bad byte's offset from the block's start, when known.
+    pub offset: Option<i64>,
+    /// Where the error was found.
+    pub at: Vec<Frame>,
+    /// Where the block was freed.
+    pub free: Vec<Frame>,
+    /// Where the block was allocated.
+    pub alloc: Vec<Frame>,
+}
+
+/// The error records in the report file's text; other lines are skipped.
+pub fn parse_errors(text: &str) -> Vec<ErrorRecord> {
+    text.lines().filter_map(parse_error).collect()
+}
+
+fn hex(v: &str) -> Option<u64> {
+    u64::from_str_radix(v.strip_prefix("0x")?, 16).ok()
+}
+
+/// The frames of a record field, `module+0xoffset;...`, not yet named.
+pub fn frames(v: &str) -> Vec<Frame> {
+    v.split(';')
+        .filter_map(|f| {
+            let (module, offset) = f.rsplit_once('+')?;
+            Some(Frame {
+                module: module.to_owned(),
+                offset: hex(offset)?,
+                function: None,
+                location: None,
+            })
+        })
+        .collect()
+}
+
+fn parse_error(line: &str) -> Option<ErrorRecord> {
+    let rest = line.strip_prefix("larder-error v1 ")?;
+    let mut record = ErrorRecord {
+        pid: 0,
+        class: String::new(),
+        op: String::new(),
+        addr: 0,
+        block: None,
+        size: None,
+        offset: None,
+        at: Vec::new(),
+        free: Vec::new(),
+        alloc: Vec::new(),
+    };
+    for field in rest.split(' ') {
+        let Some((key, value)) = field.split_once('=') else {
+            continue;
+        };
+        match key {
+            "pid" => record.pid = value.parse().ok()?,
+            "class" => record.class = value.to_owned(),
+            "op" => record.op = value.to_owned(),
+            "addr" => record.addr = hex(value)?,
+            "block" => record.block = hex(value),
+            "size" => record.size = value.parse().ok(),
+            "offset" => record.offset = value.parse().ok(),
+            "at" => record.at = frames(value),
+            "free" => record.free = frames(value),
+            "alloc" => record.alloc = frames(value),
+            _ => {}
+        }
+    }
+    (!record.class.is_empty()).then_some(record)
+}
+
+/// Names frames from each module's debug info, loading each module once.
+#[derive(Default)]
+pub struct Symbolizer {
+    loaders: HashMap<String, Option<addr2line::Loader>>,
+}
+
+impl Symbolizer {
+    /// Fills in the function and location of every frame of `records`.
+    pub fn symbolize(&mut self, records: &mut [ErrorRecord]) {
+        for record in records {
+            for frame in record
+                .at
+                .iter_mut()
+                .chain(record.free.iter_mut())
+                .chain(record.alloc.iter_mut())
+            {
+                self.frame(frame);
+            }
+        }
+    }
+
+    /// Fills in the function and location of one frame.
+    pub fn frame(&mut self, frame: &mut Frame) {
+        let loader = self
+            .loaders
+            .entry(frame.module.clone())
+            .or_insert_with(|| addr2line::Loader::new(&frame.module).ok());
+        let Some(loader) = loader else { return };
+        // Shared objects and position-independent programs are linked at
+        // address 0, so the offset from the load base is the address in the file.
+        let probe = frame.offset;
+        if let Ok(mut frames) = loader.find_frames(probe) {
+            // The innermost (possibly inlined) function is the one at the call site.
+            if let Ok(Some(f)) = frames.next() {
+                frame.function = f
+                    .function
+                    .as_ref()
+                    .and_then(|n| n.demangle().ok().map(|n| n.into_owned()));
+                frame.location = f
+                    .location
+                    .and_then(|l| Some(format!("{}:{}", l.file?, l.line.unwrap_or(0))));
+            }
+        }
+        if frame.function.is_none() {
+            frame.function = loader
+                .find_symbol(probe)
+                .map(|s| addr2line::demangle_auto(s.into(), None).into_owned());
+        }
+    }
+}
+
+/// The records for people: one block per error, frames named.
+pub fn write_text(out: &mut String, records: &[ErrorRecord]) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "  check mode    {} error report(s)", records.len());
+    for r in records {
+        let _ = write!(
+            out,
+            "  ERROR {} at {:#x} (found by {}, pid {})",
+            r.class, r.addr, r.op, r.pid
+        );
+        if let (Some(block), Some(size)) = (r.block, r.size) {
+            let _ = write!(out, ": block {block:#x} of {size} bytes");
+            if let Some(off) = r.offset {
+                let _ = write!(out, ", offset {off}");
+            }
+        }
+        out.push('\n');
+        for (title, frames) in [
+            ("found at", &r.at),
+            ("freed at", &r.free),
+            ("allocated at", &r.alloc),
+        ] {
+            if frames.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "    {title}:");
+            for (i, f) in frames.iter().enumerate() {
+                let module = f.module.rsplit('/').next().unwrap_or(&f.module);
+                let _ = writeln!(
+                    out,
+                    "      #{i} {} {}({module}+{:#x})",
+                    f.function.as_deref().unwrap_or("??"),
+                    f.location
+                        .as_deref()
+                        .map(|l| format!("{l} "))
+                        .unwrap_or_default(),
+                    f.offset
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_is_read_with_its_frames() {
+        let text = "larder-heap v1 pid=1\n\
+                    larder-error v1 pid=42 class=double-free op=free addr=0x10 block=0x10 size=100 \
+                    at=/lib/a.so+0x1f;/bin/prog+0x20 alloc=/bin/prog+0x30\n";
+        let records = parse_errors(text);
+        assert_eq!(records.len(), 1);
+        let r = &records[0];
+        assert_eq!(
+            (r.pid, r.class.as_str(), r.addr, r.size),
+            (42, "double-free", 16, Some(100))
+        );
+        assert_eq!(r.at.len(), 2);
+        assert_eq!(r.at[1].module, "/bin/prog");
+        assert_eq!(r.at[1].offset, 0x20);
+        assert_eq!(r.alloc.len(), 1);
+        assert!(r.free.is_empty());
+    }
+}

@@ -1,0 +1,103 @@
+//! `larder run --check` end to end: a program from the check-mode corpus
+//! (tests/c/check) is reported with its class, the culprit named with file and
+//! line from debug info, status 23; `--keep-going` lets it go on; a clean
+//! program keeps its own status and gets no report.
+//!
+//! These tests need liblarder_check.so beside the larder executable, which
+//! `cargo test` does not build: `cargo build --release -p larder-check-c`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn larder() -> &'static Path {
+    let larder = Path::new(env!("CARGO_BIN_EXE_larder"));
+    let lib = larder.with_file_name("liblarder_check.so");
+    assert!(
+        lib.is_file(),
+        "{} is missing: build it with `cargo build --release -p larder-check-c` before these tests",
+        lib.display()
+    );
+    larder
+}
+
+/// tests/c/check/NAME.c, compiled with debug info (no -rdynamic: the names
+/// must come from the CLI's symbolisation, not from dladdr).
+fn corpus_program(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/c/check");
+    let program = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("check-{name}"));
+    let status = Command::new("cc")
+        .args(["-O1", "-g", "-pthread", "-o"])
+        .arg(&program)
+        .arg(dir.join(format!("{name}.c")))
+        .status()
+        .expect("the system C compiler (cc) runs");
+    assert!(status.success(), "cc failed on {name}.c");
+    program
+}
+
+fn check_run(extra: &[&str], program: &Path, args: &[&str]) -> (Value, i32) {
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let output = Command::new(larder())
+        .args(["run", "--check", "--json", "--report"])
+        .arg(report.path())
+        .args(extra)
+        .arg("--")
+        .arg(program)
+        .args(args)
+        .output()
+        .expect("larder runs");
+    let text = std::fs::read_to_string(report.path()).unwrap();
+    let summary =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad summary ({e}): {text}"));
+    (summary, output.status.code().unwrap_or(-1))
+}
+
+fn functions(frames: &Value) -> Vec<String> {
+    frames
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["function"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_double_free_is_reported_with_the_culprit_symbolised_and_status_23() {
+    let (summary, status) = check_run(&[], &corpus_program("double_free"), &["4096"]);
+    assert_eq!(status, 23);
+    let errors = summary["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{summary}");
+    let e = &errors[0];
+    assert_eq!(e["class"], "double-free");
+    assert_eq!(e["size"], 4096);
+    assert!(
+        functions(&e["at"]).contains(&"free_again".to_owned()),
+        "{e}"
+    );
+    assert!(functions(&e["alloc"]).contains(&"main".to_owned()), "{e}");
+    let located = e["at"].as_array().unwrap().iter().any(|f| {
+        f["location"]
+            .as_str()
+            .is_some_and(|l| l.contains("double_free.c:"))
+    });
+    assert!(located, "no file:line for the culprit: {e}");
+}
+
+#[test]
+fn keep_going_reports_and_lets_the_program_finish() {
+    let (summary, status) = check_run(&["--keep-going"], &corpus_program("overflow"), &["100"]);
+    assert_eq!(status, 0);
+    let errors = summary["errors"].as_array().unwrap();
+    assert_eq!(errors[0]["class"], "heap-buffer-overflow");
+    assert_eq!(errors[0]["offset"], 100);
+    assert!(functions(&errors[0]["alloc"]).contains(&"make_block".to_owned()));
+}
+
+#[test]
+fn a_clean_program_keeps_its_status_and_gets_no_report() {
+    let (summary, status) = check_run(&[], Path::new("/bin/sh"), &["-c", "exit 7"]);
+    assert_eq!(status, 7);
+    assert_eq!(summary["errors"].as_array().unwrap().len(), 0, "{summary}");
+}
