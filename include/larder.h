@@ -55,7 +55,13 @@
  *   LARDER_FAIL=SPEC                fault injection (nth:N, every:N,
  *                                   prob:P[,seed:S], after-bytes:B,
  *                                   size-over:B, [,thread:main|other])
- *   LARDER_FAIL_LOG=on|off          print each injected failure */
+ *   LARDER_FAIL_LOG=on|off          print each injected failure
+ *   LARDER_TIMELINE_MS=N            with LARDER_REPORT_FILE: a library thread
+ *                                   appends live, committed bytes and RSS
+ *                                   every N ms, for `larder run --plot`
+ *                                   (format in larder-c/src/timeline.rs)
+ * LARDER_FAIL and LARDER_FAIL_LOG, like the check-mode variables, are acted
+ * on by the check-mode library (liblarder_check.so) only. */
 #ifndef LARDER_H
 #define LARDER_H
 

@@ -19,4 +19,6 @@ extern "C" fn init_early() {
     larder_core::options::get();
     // A failure here (no memory) is answered again by the first allocation.
     let _ = larder_core::raw::init();
+    // The `larder run --plot` sampler, only when LARDER_TIMELINE_MS asks for it.
+    crate::timeline::start();
 }

@@ -27,11 +27,9 @@ extern "C" {
     static program_invocation_short_name: *const c_char;
 }
 
-extern "C" fn write_at_exit() {
-    let Some(path) = larder_core::options::get().report_file.as_c_str() else {
-        return;
-    };
-    let record = format_record();
+/// The report file, opened for appending, when the environment names one.
+pub fn open_report_file() -> Option<libc::c_int> {
+    let path = larder_core::options::get().report_file.as_c_str()?;
     // SAFETY: the path is NUL-terminated. No O_CREAT: larder run creates the
     // file; without it there is no reader.
     let fd = unsafe {
@@ -40,8 +38,17 @@ extern "C" fn write_at_exit() {
             libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC,
         )
     };
-    if fd < 0 {
+    (fd >= 0).then_some(fd)
+}
+
+extern "C" fn write_at_exit() {
+    let Some(fd) = open_report_file() else {
         return;
+    };
+    let record = format_record();
+    if larder_core::options::get().timeline_ms != 0 {
+        // The last point of the timeline: the heap as the process ends.
+        crate::timeline::sample_line().write_to(fd);
     }
     record.write_to(fd);
     // SAFETY: `fd` was opened above and is closed once.

@@ -10,6 +10,7 @@
 //! - [`foreign`]: the one-time warning for pointers larder did not allocate;
 //! - [`exit_report`]: the heap record written at exit for `larder run`;
 //! - [`early_init`]: larder set up (its `fork` handlers registered) from a constructor;
+//! - [`timeline`]: the sampler thread behind `larder run --plot`;
 //! - [`line`]: a fixed-size text buffer, because none of this may allocate.
 //!
 //! Nothing here allocates, locks, or calls `dlsym`: these functions can be
@@ -27,6 +28,7 @@ pub mod exit_report;
 pub mod exports;
 pub mod foreign;
 pub mod line;
+pub mod timeline;
 
 /// Rust code inside this library (there is little) allocates from larder
 /// directly rather than through the exported `malloc` symbol.

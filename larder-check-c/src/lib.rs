@@ -17,6 +17,8 @@ pub mod exports;
 pub mod foreign;
 #[path = "../../larder-c/src/line.rs"]
 pub mod line;
+#[path = "../../larder-c/src/timeline.rs"]
+pub mod timeline;
 
 pub mod backend {
     //! The entry points the C rules sit on: check mode's.

@@ -60,7 +60,8 @@ fn hex(v: &str) -> Option<u64> {
     u64::from_str_radix(v.strip_prefix("0x")?, 16).ok()
 }
 
-fn frames(v: &str) -> Vec<Frame> {
+/// The frames of a record field, `module+0xoffset;...`, not yet named.
+pub fn frames(v: &str) -> Vec<Frame> {
     v.split(';')
         .filter_map(|f| {
             let (module, offset) = f.rsplit_once('+')?;
@@ -130,7 +131,8 @@ impl Symbolizer {
         }
     }
 
-    fn frame(&mut self, frame: &mut Frame) {
+    /// Fills in the function and location of one frame.
+    pub fn frame(&mut self, frame: &mut Frame) {
         let loader = self
             .loaders
             .entry(frame.module.clone())

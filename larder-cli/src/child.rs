@@ -12,7 +12,7 @@ use crate::check_record::{parse_errors, Symbolizer};
 use crate::cli::RunArgs;
 use crate::heap_record::parse_records;
 use crate::summary::Summary;
-use crate::{locate, Failure};
+use crate::{locate, plot, Failure};
 
 /// How the program ended, and what it used, as the kernel reports it.
 #[derive(Clone, Copy, Debug)]
@@ -48,26 +48,61 @@ impl ChildOutcome {
 /// Runs `args.command` on larder and prints the summary; returns the status
 /// `larder` should exit with.
 pub fn run_with_summary(args: &RunArgs) -> Result<u8, Failure> {
+    let mut environment = fault_environment(args)?;
+    if args.keep_going {
+        environment.push(("LARDER_CHECK_ERRORS", OsString::from("continue")));
+    }
+    let default_lib = if environment.is_empty() && !args.check {
+        "liblarder.so"
+    } else {
+        CHECK_LIB
+    };
     let lib = match &args.lib {
         Some(lib) => lib
             .canonicalize()
             .map_err(|e| Failure::new(format!("{}: {e}", lib.display())))?,
-        None if args.check => {
-            locate::beside_this_executable("liblarder_check.so", "larder-check-c")?
+        None => {
+            let package = if default_lib == CHECK_LIB {
+                "larder-check-c"
+            } else {
+                "larder-c"
+            };
+            locate::beside_this_executable(default_lib, package)?
         }
-        None => locate::beside_this_executable("liblarder.so", "larder-c")?,
     };
     let report_file = tempfile::Builder::new()
         .prefix("larder-heap-")
         .tempfile()
         .map_err(|e| Failure::new(format!("cannot create the heap report file: {e}")))?;
-    let outcome = run_preloaded(&args.command, &lib, report_file.path(), args.keep_going)?;
-    let text = std::fs::read_to_string(report_file.path())
+    if args.plot.is_some() {
+        environment.push(("LARDER_TIMELINE_MS", OsString::from("10")));
+    }
+    let start_us = plot::monotonic_us();
+    let outcome = run_preloaded(&args.command, &lib, report_file.path(), &environment)?;
+    let report_text = std::fs::read_to_string(report_file.path())
         .map_err(|e| Failure::new(format!("cannot read the heap report file: {e}")))?;
-    let records = parse_records(&text);
+    let records = parse_records(&report_text);
+    if let Some(path) = &args.plot {
+        let timeline = plot::parse_timeline(&report_text, start_us);
+        let title = format!(
+            "larder: heap of {}",
+            args.command
+                .iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" ")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .chars()
+                .take(60)
+                .collect::<String>()
+        );
+        plot::draw(path, &title, outcome.pid, &timeline)?;
+    }
     let mut summary = Summary::new(&args.command, &outcome, &records);
     if args.check {
-        let mut errors = parse_errors(&text);
+        let mut errors = parse_errors(&report_text);
         Symbolizer::default().symbolize(&mut errors);
         summary.errors = Some(errors);
     }
@@ -91,8 +126,36 @@ pub fn run_with_summary(args: &RunArgs) -> Result<u8, Failure> {
     Ok(outcome.exit_status())
 }
 
+/// The check-mode library, which fault injection and profiling run on (the default library's
+/// fast path pays nothing for them).
+const CHECK_LIB: &str = "liblarder_check.so";
+
+/// The variables that `--fail` and `--fail-log` set for the program; empty without `--fail`.
+/// The spec is parsed here with the library's own parser, so that a typo stops larder before
+/// the program runs, naming the bad word. Without `--check`, check mode's costly parts are off
+/// so that the program runs at near-plain speed.
+fn fault_environment(args: &RunArgs) -> Result<Vec<(&'static str, OsString)>, Failure> {
+    let Some(spec) = &args.fail else {
+        return Ok(Vec::new());
+    };
+    larder::check::fail::parse(spec.as_bytes())
+        .map_err(|e| Failure::with_status(format!("--fail {spec}: {e}"), 2))?;
+    let mut environment = vec![("LARDER_FAIL", OsString::from(spec))];
+    if !args.check {
+        environment.extend([
+            ("LARDER_QUARANTINE", OsString::from("0")),
+            ("LARDER_GUARD", OsString::from("off")),
+            ("LARDER_LEAKS", OsString::from("off")),
+        ]);
+    }
+    if args.fail_log {
+        environment.push(("LARDER_FAIL_LOG", OsString::from("on")));
+    }
+    Ok(environment)
+}
+
 /// The program's environment: `lib` ahead of any preloads it already had.
-fn preload_list(lib: &Path) -> OsString {
+pub(crate) fn preload_list(lib: &Path) -> OsString {
     let mut list = OsString::from(lib);
     if let Some(existing) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
         list.push(":");
@@ -105,21 +168,19 @@ fn run_preloaded(
     command: &[OsString],
     lib: &Path,
     report_file: &Path,
-    keep_going: bool,
+    environment: &[(&str, OsString)],
 ) -> Result<ChildOutcome, Failure> {
     let (program, program_args) = command
         .split_first()
         .ok_or_else(|| Failure::new("no command to run"))?;
     let start = Instant::now();
-    let mut command = Command::new(program);
-    command
+    let child = Command::new(program)
         .args(program_args)
         .env("LD_PRELOAD", preload_list(lib))
-        .env("LARDER_REPORT_FILE", report_file);
-    if keep_going {
-        command.env("LARDER_CHECK_ERRORS", "continue");
-    }
-    let child = command.spawn().map_err(|e| spawn_failure(program, &e))?;
+        .env("LARDER_REPORT_FILE", report_file)
+        .envs(environment.iter().map(|(k, v)| (k, v)))
+        .spawn()
+        .map_err(|e| spawn_failure(program, &e))?;
     ignore_terminal_signals();
     wait_for(child.id(), start)
 }

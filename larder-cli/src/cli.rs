@@ -50,6 +50,53 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH", env = "LARDER_LIB")]
     pub lib: Option<PathBuf>,
 
+    /// Draw the program's live bytes, committed bytes and RSS over its run
+    /// (sampled every 10 ms by a thread of the library) to FILE, an SVG, with
+    /// the peak of live bytes marked.
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+
+    /// Fault injection: make the allocations SPEC names return NULL (errno
+    /// ENOMEM). SPEC is `nth:N`, `every:N`, `prob:P[,seed:S]`,
+    /// `after-bytes:B` or `size-over:B`, with an optional `thread:main` or
+    /// `thread:other`. Runs on the check-mode library (liblarder_check.so).
+    #[arg(long, value_name = "SPEC")]
+    pub fail: Option<String>,
+
+    /// With --fail: print each injected failure with its backtrace.
+    #[arg(long, requires = "fail")]
+    pub fail_log: bool,
+
+    /// Fault-injection sweep: count the program's allocations, then run it
+    /// once per allocation k with the kth failing (a stratified sample of k
+    /// when there are many), in parallel; report each unhandled failure
+    /// (crash or hang) by its malloc's call site. Exits 1 when any run did not
+    /// handle its failure.
+    #[arg(long, conflicts_with_all = ["fail", "plot"])]
+    pub fail_sweep: bool,
+
+    /// With --fail-sweep: the first allocation to fail.
+    #[arg(long, value_name = "K", default_value_t = 1, requires = "fail_sweep")]
+    pub from: u64,
+
+    /// With --fail-sweep: how many allocations to try [default: all, sampled
+    /// down to 2000 runs].
+    #[arg(long, value_name = "N", requires = "fail_sweep")]
+    pub count: Option<u64>,
+
+    /// With --fail-sweep: runs at a time [default: the number of CPUs].
+    #[arg(long, value_name = "J", requires = "fail_sweep")]
+    pub jobs: Option<usize>,
+
+    /// With --fail-sweep: seconds after which a run counts as hung.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 10,
+        requires = "fail_sweep"
+    )]
+    pub timeout: u64,
+
     /// The program to run and its arguments (after `--` when they start with `-`).
     #[arg(
         required = true,
@@ -96,6 +143,17 @@ mod tests {
             Some(std::path::Path::new("out.txt"))
         );
         assert_eq!(args.command, ["ls", "-l", "--all"]);
+    }
+
+    #[test]
+    fn fail_log_needs_fail() {
+        assert!(Cli::try_parse_from(["larder", "run", "--fail-log", "--", "ls"]).is_err());
+        let cli = Cli::parse_from(["larder", "run", "--fail", "nth:3", "--fail-log", "ls"]);
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(args.fail.as_deref(), Some("nth:3"));
+        assert!(args.fail_log);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! Modules: [`cli`] (the arguments), [`locate`] (finding liblarder.so and
 //! larder-bench beside this executable), [`child`] (running the program and
 //! measuring it), [`heap_record`] (reading what the library wrote at exit),
-//! [`summary`] (what is printed), [`bench`] (handing over to larder-bench).
+//! [`summary`] (what is printed), [`sweep`] (`--fail-sweep`), [`plot`] (the `--plot` picture), [`bench`]
+//! (handing over to larder-bench).
 
 mod bench;
 mod check_record;
@@ -13,7 +14,9 @@ mod child;
 mod cli;
 mod heap_record;
 mod locate;
+mod plot;
 mod summary;
+mod sweep;
 
 use std::process::ExitCode;
 
@@ -28,6 +31,7 @@ const EXIT_LARDER_FAILED: u8 = 125;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) if args.fail_sweep => sweep::run(&args),
         Command::Run(args) => child::run_with_summary(&args),
         Command::Bench(args) => bench::exec_bench(&args.args),
     };

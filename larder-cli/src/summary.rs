@@ -172,7 +172,7 @@ fn grouped(value: u64) -> String {
 }
 
 /// A byte count in the largest binary unit that keeps it at or above 1.
-fn bytes(value: u64) -> String {
+pub(crate) fn bytes(value: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
     if value < 1024 {
         return format!("{value} B");

@@ -230,3 +230,134 @@ fn a_missing_command_is_reported_like_a_shell_does() {
     assert_eq!(output.status.code(), Some(127));
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot run /nonexistent/program"));
 }
+
+#[test]
+fn a_typo_in_the_fail_spec_names_the_bad_word_and_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let output = larder_run(
+        &["--fail", "nth:3,thread:mian"],
+        &["touch", marker.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("'thread:mian'"), "{stderr}");
+    assert!(stderr.contains("thread:main or thread:other"), "{stderr}");
+    assert!(!marker.exists(), "the program ran despite the bad spec");
+
+    let output = larder_run(&["--fail", "nht:3"], &["true"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("'nht:3'"), "{stderr}");
+}
+
+#[test]
+fn plot_draws_the_timeline_with_the_peak_marked() {
+    let program = run_summary_program().to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("heap.svg");
+    let output = larder_run(
+        &["--plot", svg.to_str().unwrap()],
+        // The shell is on larder too: the program is a child with a line of its own.
+        &["sh", "-c", &format!("{program} 20000 4096 0; sleep 0.05")],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let picture = std::fs::read_to_string(&svg).expect("the plot is written");
+    assert!(picture.starts_with("<svg"), "{}", &picture[..100]);
+    for text in [
+        "peak live",
+        "live bytes",
+        "committed",
+        "RSS",
+        "time since start (s)",
+    ] {
+        assert!(picture.contains(text), "no {text:?} in the plot");
+    }
+    assert!(
+        picture.contains("live bytes, child"),
+        "no line for the child"
+    );
+}
+
+/// tests/c/fail/oom.c, compiled as is or with every failure handled (each test its own copy).
+fn oom_program(handled: bool) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/c/fail/oom.c");
+    static BUILT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let copy = BUILT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = if handled { "oom_handled" } else { "oom" };
+    let program = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{copy}"));
+    let mut cc = Command::new("cc");
+    cc.args(["-O1", "-g", "-o"]).arg(&program).arg(&source);
+    if handled {
+        cc.arg("-DHANDLE_ALL");
+    }
+    assert!(cc.status().expect("cc runs").success());
+    program
+}
+
+#[test]
+fn fail_makes_the_chosen_allocation_return_null() {
+    let oom = oom_program(false);
+    let handled = oom_program(true);
+    let oom = oom.to_str().unwrap();
+    // The third allocation (parse_record's calloc) is dereferenced unchecked.
+    let output = larder_run(&["--fail", "nth:3", "--fail-log"], &[oom]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(output.status.code(), Some(128 + libc::SIGSEGV), "{stderr}");
+    assert!(
+        stderr.contains("injected failure: allocation #3 of 128 bytes returns NULL"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("calloc+"), "no backtrace: {stderr}");
+    // The first is handled: a clean error exit, with errno ENOMEM (12).
+    let output = larder_run(&["--fail", "nth:1"], &[oom]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("(errno 12)"), "{stderr}");
+    let output = larder_run(&["--fail", "nth:3"], &[handled.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(3));
+    assert_eq!(output.status.signal(), None);
+}
+
+#[test]
+fn the_sweep_finds_exactly_the_unhandled_site_and_nothing_when_all_are_handled() {
+    let oom = oom_program(false);
+    let output = larder_run(&["--fail-sweep", "--json"], &[oom.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let json: Value = serde_json::from_str(&stderr[stderr.find('{').unwrap()..]).unwrap();
+    let sites = json["unhandled_sites"].as_array().unwrap();
+    assert_eq!(sites.len(), 1, "{stderr}");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/c/fail/oom.c");
+    let calloc_line = std::fs::read_to_string(source)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("calloc("))
+        .unwrap()
+        + 1;
+    assert_eq!(
+        sites[0]["site"]
+            .as_str()
+            .unwrap()
+            .rsplit_once('/')
+            .unwrap()
+            .1,
+        format!("oom.c:{calloc_line}"),
+        "{stderr}"
+    );
+    assert!(sites[0]["site"]
+        .as_str()
+        .unwrap()
+        .starts_with("parse_record at "));
+    assert_eq!(sites[0]["outcome"], "crashed");
+    assert_eq!(sites[0]["signal"], "SIGSEGV");
+    assert_eq!(sites[0]["allocations"], serde_json::json!([3]));
+    assert!(json["handled"].as_u64().unwrap() >= 3);
+
+    let handled = oom_program(true);
+    let output = larder_run(&["--fail-sweep"], &[handled.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(" 0 unhandled sites"), "{stderr}");
+}

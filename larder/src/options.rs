@@ -100,6 +100,8 @@ pub struct Options {
     pub fail: Text,
     /// `LARDER_FAIL_LOG`.
     pub fail_log: bool,
+    /// `LARDER_TIMELINE_MS`: the timeline sampler's interval; 0 when off.
+    pub timeline_ms: u64,
 }
 
 impl Options {
@@ -114,6 +116,7 @@ impl Options {
         leaks: true,
         fail: Text::empty(),
         fail_log: false,
+        timeline_ms: 0,
     };
 }
 
@@ -155,10 +158,7 @@ pub static VARIABLES: &[Variable] = &[
         values: "milliseconds",
         default: "200",
         help: "how long freed memory stays resident for reuse before it is given back to the OS",
-        parse: |o, v| {
-            o.purge_delay_ms = parse_u64(v).ok_or("expected a number of milliseconds")?;
-            Ok(())
-        },
+        parse: |o, v| store_ms(&mut o.purge_delay_ms, v),
     },
     Variable {
         name: "LARDER_REPORT_FILE",
@@ -249,7 +249,19 @@ pub static VARIABLES: &[Variable] = &[
             Ok(())
         },
     },
+    Variable {
+        name: "LARDER_TIMELINE_MS",
+        values: "milliseconds (0: off)",
+        default: "0",
+        help: "every so many milliseconds, a thread of the library appends live bytes, committed bytes and RSS to LARDER_REPORT_FILE (larder run --plot sets it)",
+        parse: |o, v| store_ms(&mut o.timeline_ms, v),
+    },
 ];
+
+fn store_ms(slot: &mut u64, value: &[u8]) -> ParseResult {
+    *slot = parse_u64(value).ok_or("expected a number of milliseconds")?;
+    Ok(())
+}
 
 fn store_text(text: &mut Text, value: &[u8]) -> ParseResult {
     if value.len() >= TEXT_CAPACITY {

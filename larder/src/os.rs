@@ -451,6 +451,14 @@ fn parse_decimal(digits: &[u8]) -> usize {
         })
 }
 
+/// Whether the calling thread is the process's initial thread (its thread id is the process
+/// id). One gettid(2) and one getpid(2) system call: for fault injection's `thread:` filter, not
+/// for a fast path.
+pub fn is_initial_thread() -> bool {
+    // SAFETY: gettid and getpid take no arguments and cannot fail.
+    unsafe { libc::gettid() == libc::getpid() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

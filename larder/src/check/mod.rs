@@ -3,6 +3,7 @@
 //! default build pays nothing for it.
 //!
 //! - [`backtrace`]: stacks captured without allocating, named through `dladdr`;
+//! - [`fail`]: fault injection (`LARDER_FAIL`): which allocations return null;
 //! - `block`: the header, canary, redzones and poison of each checked block;
 //! - `leaks`: the live-block list and the conservative mark at exit;
 //! - `quarantine`: freed blocks held, poisoned, first in first out;
@@ -16,6 +17,7 @@
 
 pub mod backtrace;
 mod block;
+pub mod fail;
 mod leaks;
 mod quarantine;
 pub mod report;
@@ -113,6 +115,7 @@ pub unsafe fn usable_size(ptr: *const u8) -> usize {
 /// live blocks no longer reachable are reported as leaks (unless `LARDER_LEAKS=off`).
 /// Call it once, at the end of the process (liblarder_check.so does, from `.fini_array`).
 pub fn at_exit() {
+    fail::at_exit();
     quarantine::drain(leave_quarantine);
     if options::get().leaks {
         leaks::check();
@@ -125,6 +128,11 @@ pub fn owns(ptr: *const u8) -> bool {
 }
 
 fn alloc_with(size: usize, align: usize, zeroed: bool, bt: &Backtrace) -> *mut u8 {
+    // Fault injection decides first: a failed realloc leaves the old block alone, as C's does
+    // when memory runs out.
+    if fail::inject(size, bt) {
+        return ptr::null_mut();
+    }
     if !align.is_power_of_two() {
         return ptr::null_mut();
     }

@@ -91,7 +91,7 @@ pub(crate) struct Record {
 
 impl Record {
     /// An empty record.
-    pub(crate) fn new() -> Record {
+    pub(crate) const fn new() -> Record {
         Record {
             buf: [0; 8192],
             len: 0,
