@@ -41,3 +41,12 @@ static CHECK_AT_EXIT: extern "C" fn() = check_at_exit;
 extern "C" fn check_at_exit() {
     larder_core::check::at_exit();
 }
+
+/// Run by the dynamic linker before `main`: check mode's fork handlers.
+#[used]
+#[link_section = ".init_array"]
+static CHECK_INIT: extern "C" fn() = check_init;
+
+extern "C" fn check_init() {
+    larder_core::check::init();
+}

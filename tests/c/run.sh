@@ -147,6 +147,10 @@ if [ -f "$check_lib" ]; then
   for c in "$here"/check/*.c; do
     prog=$(basename "$c" .c)
     read -r _ _ class culprit _ < <(head -1 "$c")
+    if [ "$class" = clean ]; then
+      run_test "check mode: $prog reports nothing" env LD_PRELOAD="$check_lib" "$out/check/$prog"
+      continue
+    fi
     for size in 1 1000 65536 5000000; do
       if [ "$prog" = leak ]; then
         # Leaks are reported at exit and keep the program's status: one head

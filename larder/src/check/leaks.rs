@@ -55,6 +55,17 @@ pub fn remove(h: *mut Header) {
     list.count -= 1;
 }
 
+/// Fork handlers: the live list's lock is held across `fork`.
+pub fn lock_for_fork() {
+    LIVE.lock_for_fork();
+}
+
+/// Releases the lock taken by `lock_for_fork`, in the parent or the child.
+pub fn unlock_after_fork() {
+    // SAFETY: called only after `lock_for_fork` by the forking thread (or its child copy).
+    unsafe { LIVE.unlock_after_fork() };
+}
+
 const UNMARKED: u8 = 0;
 const REACHABLE: u8 = 1;
 const DEFINITE: u8 = 2;

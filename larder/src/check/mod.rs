@@ -122,6 +122,22 @@ pub fn at_exit() {
     }
 }
 
+/// Registers check mode's fork handlers (its two locks are held across `fork`, so a child of a
+/// threaded program does not inherit them held). Call once at start-up, before threads:
+/// liblarder_check.so does, from `.init_array`.
+pub fn init() {
+    extern "C" fn prepare() {
+        quarantine::lock_for_fork();
+        leaks::lock_for_fork();
+    }
+    extern "C" fn after() {
+        leaks::unlock_after_fork();
+        quarantine::unlock_after_fork();
+    }
+    // SAFETY: the handlers are plain functions that live as long as the process.
+    unsafe { libc::pthread_atfork(Some(prepare), Some(after), Some(after)) };
+}
+
 /// Whether `ptr` lies in larder's memory.
 pub fn owns(ptr: *const u8) -> bool {
     core_alloc::owns(ptr)

@@ -80,3 +80,14 @@ pub fn drain(mut release: impl FnMut(usize)) {
         evict_one(&mut ring, &mut release);
     }
 }
+
+/// Fork handlers: the ring's lock is held across `fork`, so the child's copy is consistent.
+pub fn lock_for_fork() {
+    RING.lock_for_fork();
+}
+
+/// Releases the lock taken by `lock_for_fork`, in the parent or the child.
+pub fn unlock_after_fork() {
+    // SAFETY: called only after `lock_for_fork` by the forking thread (or its child copy).
+    unsafe { RING.unlock_after_fork() };
+}
