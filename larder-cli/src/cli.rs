@@ -19,6 +19,7 @@ pub struct Cli {
 pub enum Command {
     /// Run a program with larder as its malloc, then summarise its heap:
     /// allocations and frees, peak live bytes, bytes live at exit, peak RSS, time.
+    #[command(after_help = environment_help())]
     Run(RunArgs),
     /// Run larder's benchmarks (the larder-bench program beside this one);
     /// every argument is passed on to it.
@@ -117,6 +118,19 @@ pub struct BenchArgs {
         value_name = "ARGS"
     )]
     pub args: Vec<OsString>,
+}
+
+/// The environment variables larder reads, from the library's own table, for `larder run --help`.
+fn environment_help() -> String {
+    let mut text =
+        String::from("Environment (read by the library in the program; LARDER_* only):\n");
+    for v in larder::options::VARIABLES {
+        text.push_str(&format!(
+            "  {}={}  [default: {}]\n      {}\n",
+            v.name, v.values, v.default, v.help
+        ));
+    }
+    text
 }
 
 #[cfg(test)]

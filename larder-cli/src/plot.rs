@@ -84,6 +84,32 @@ fn mib(value: u64) -> f64 {
     value as f64 / (1024.0 * 1024.0)
 }
 
+/// Font files tried for the plot's text, Debian's fonts-dejavu-core first.
+const FONT_CANDIDATES: [&str; 3] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+];
+
+/// Registers the font plotters lays text out with. With the `ab_glyph` feature (enabled here
+/// and by larder-bench, so the workspace build has it whichever crate asks) plotters finds no
+/// font by itself: without this the plot fails with "FontUnavailable".
+fn register_font() -> Result<(), String> {
+    static FONT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    FONT.get_or_init(|| {
+        let path = FONT_CANDIDATES
+            .iter()
+            .find(|p| Path::new(p).exists())
+            .ok_or("no TrueType font found (install fonts-dejavu-core)")?;
+        let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+        // Fonts registered with plotters must live as long as the process.
+        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+        plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
+            .map_err(|_| format!("{path} is not a usable font"))
+    })
+    .clone()
+}
+
 /// A line of the main process: its legend, colour, and figure.
 type Series = (&'static str, RGBColor, fn(&Sample) -> u64);
 
@@ -98,6 +124,7 @@ pub fn draw(
     let fail = |e: &dyn std::fmt::Display| {
         Failure::new(format!("cannot draw the plot {}: {e}", path.display()))
     };
+    register_font().map_err(|e| fail(&e))?;
     let main: &[Sample] = timeline.get(&main_pid).map_or(&[], Vec::as_slice);
     let all = timeline.values().flatten();
     let t_max = all.clone().map(|s| s.t).fold(0.01, f64::max);

@@ -107,12 +107,16 @@ fn the_heap_figures_are_what_the_program_did() {
         base.alloc_count >= 2_001,
         "2,000 blocks and their array were allocated"
     );
-    assert_eq!(more_blocks.alloc_count - base.alloc_count, 50_000);
-    assert_eq!(more_blocks.free_count - base.free_count, 50_000);
+    // Within a few: the run that frees 13 MB starts larder's purger thread, and glibc's
+    // pthread_create allocates that thread's bookkeeping through malloc.
+    let within_a_few = |d: i64| (50_000..=50_004).contains(&d);
+    assert!(within_a_few(more_blocks.alloc_count - base.alloc_count));
+    assert!(within_a_few(more_blocks.free_count - base.free_count));
     // 50,000 more blocks, and 50,000 more pointers in the calloc'd array.
-    assert_eq!(
-        more_blocks.requested_bytes - base.requested_bytes,
-        50_000 * (SIZE + 8)
+    let extra_requested = more_blocks.requested_bytes - base.requested_bytes;
+    assert!(
+        (50_000 * (SIZE + 8)..=50_000 * (SIZE + 8) + 4096).contains(&extra_requested),
+        "requested bytes grew by {extra_requested}"
     );
 
     assert_eq!(more_leaked.alloc_count, base.alloc_count);
