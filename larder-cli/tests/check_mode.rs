@@ -3,8 +3,10 @@
 //! line from debug info, status 23; `--keep-going` lets it go on; a clean
 //! program keeps its own status and gets no report.
 //!
-//! These tests need liblarder_check.so beside the larder executable, which
-//! `cargo test` does not build: `cargo build --release -p larder-check-c`.
+//! liblarder_check.so, which `cargo test` does not build by itself, is brought
+//! up to date beside the larder executable first (tests/common).
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,14 +14,9 @@ use std::process::Command;
 use serde_json::Value;
 
 fn larder() -> &'static Path {
-    let larder = Path::new(env!("CARGO_BIN_EXE_larder"));
-    let lib = larder.with_file_name("liblarder_check.so");
-    assert!(
-        lib.is_file(),
-        "{} is missing: build it with `cargo build --release -p larder-check-c` before these tests",
-        lib.display()
-    );
-    larder
+    static LIBRARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    LIBRARY.get_or_init(|| common::built_library("liblarder_check.so", "larder-check-c"));
+    common::larder_exe()
 }
 
 /// tests/c/check/NAME.c, compiled with debug info (no -rdynamic: the names

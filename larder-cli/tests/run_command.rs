@@ -15,7 +15,11 @@ use serde_json::Value;
 
 fn larder() -> &'static Path {
     static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
-    LIBRARY.get_or_init(|| common::built_library("liblarder.so", "larder-c"));
+    LIBRARY.get_or_init(|| {
+        // --fail and --fail-sweep run the program on the check-mode library.
+        common::built_library("liblarder_check.so", "larder-check-c");
+        common::built_library("liblarder.so", "larder-c")
+    });
     common::larder_exe()
 }
 
