@@ -431,7 +431,8 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-fn parse_hex(digits: &[u8]) -> usize {
+/// A hexadecimal number as /proc/self/maps writes addresses (lower-case, no prefix).
+pub(crate) fn parse_hex(digits: &[u8]) -> usize {
     digits.iter().fold(0usize, |acc, &b| {
         let d = match b {
             b'0'..=b'9' => b - b'0',

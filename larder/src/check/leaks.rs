@@ -183,17 +183,6 @@ impl Marker<'_> {
     }
 }
 
-fn parse_hex(s: &[u8]) -> usize {
-    s.iter().fold(0usize, |v, &c| {
-        let d = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            _ => 0,
-        };
-        (v << 4) | d as usize
-    })
-}
-
 /// Reads /proc/self/maps into `buf`; the length read.
 fn read_maps(buf: &mut [u8]) -> usize {
     // SAFETY: a NUL-terminated literal path; the descriptor is closed below.
@@ -274,7 +263,10 @@ pub fn check() {
         let Some(dash) = range.iter().position(|&c| c == b'-') else {
             continue;
         };
-        let (mut start, end) = (parse_hex(&range[..dash]), parse_hex(&range[dash + 1..]));
+        let (mut start, end) = (
+            crate::os::parse_hex(&range[..dash]),
+            crate::os::parse_hex(&range[dash + 1..]),
+        );
         // On the calling thread's stack only what lies above the stack pointer is live:
         // below it, frames that returned (the program's `main` among them at exit) still
         // hold stale copies of pointers, which made lost blocks look reachable
