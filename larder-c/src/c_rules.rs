@@ -63,12 +63,10 @@ fn fast_path_request(size: usize) -> usize {
     if raw::EXACT_SIZES {
         return size;
     }
-    if size <= 8 {
-        // 0 becomes 1, so that each malloc(0) is a distinct block.
-        size.max(1)
-    } else {
-        (size + 15) & !15
-    }
+    // Every block is at least 16 bytes (`size_class::MIN_BLOCK`), so rounding every size up
+    // to 16 gives the fundamental alignment and costs no memory; 0 stays 0, which the core
+    // serves with a distinct 16-byte block like any size up to 16.
+    (size + 15) & !15
 }
 
 #[cold]
@@ -101,11 +99,25 @@ fn c_result(block: *mut u8) -> *mut c_void {
 /// None beyond the C contract: the result is owned by the caller.
 #[inline(always)]
 pub unsafe fn malloc(size: usize) -> *mut c_void {
+    if size <= raw::SMALL_FAST_MAX {
+        let block = raw::alloc_small_fast(fast_path_request(size));
+        if !block.is_null() {
+            return block.cast();
+        }
+    }
+    malloc_slow(size)
+}
+
+/// `malloc` past the small fast path. `extern "C"` so that the call cannot
+/// unwind and `malloc` can tail-call it, needing no stack frame.
+#[cold]
+#[inline(never)]
+extern "C" fn malloc_slow(size: usize) -> *mut c_void {
     if size > MAX_REQUEST {
         return out_of_memory();
     }
-    // SAFETY: a non-zero size (no overflow: size <= MAX_REQUEST) and a
-    // power-of-two alignment, as raw::alloc requires.
+    // SAFETY: no overflow (size <= MAX_REQUEST) and a power-of-two alignment,
+    // as raw::alloc requires.
     c_result(unsafe { raw::alloc(fast_path_request(size), 8) })
 }
 

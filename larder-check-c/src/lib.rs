@@ -26,6 +26,12 @@ pub mod backend {
     pub use larder_core::raw::write_stats;
     /// Check mode needs the requested size: what lies past it is redzone.
     pub const EXACT_SIZES: bool = true;
+    pub use larder_core::raw::SMALL_FAST_MAX;
+    /// Check mode has no unchecked fast path: every request takes `alloc`.
+    #[inline(always)]
+    pub fn alloc_small_fast(_size: usize) -> *mut u8 {
+        core::ptr::null_mut()
+    }
 }
 
 /// Rust code inside this library allocates from the core directly: its own

@@ -47,7 +47,24 @@ unsafe fn alloc_small(heap: *mut Heap, size: usize) -> *mut u8 {
         if (*page).free.is_null() {
             return heap::alloc_slow(heap, size);
         }
-        heap::pop_block(&*heap, page, size)
+        heap::pop_block(page)
+    }
+}
+
+/// The small-allocation fast path alone: a block of `size <= DIRECT_MAX` bytes (8-aligned), or
+/// null when the slow path is needed. C's `malloc` calls its own out-of-line function then, so
+/// that its fast path makes no call and needs no stack frame.
+#[inline(always)]
+pub fn alloc_small_fast(size: usize) -> *mut u8 {
+    debug_assert!(size <= DIRECT_MAX);
+    let heap = heap::current();
+    // SAFETY: as in `alloc_small`; a page with a non-empty free list is the current heap's.
+    unsafe {
+        let page = *(*heap).direct.get_unchecked((size + 7) >> 3);
+        if (*page).free.is_null() {
+            return ptr::null_mut();
+        }
+        heap::pop_block(page)
     }
 }
 
@@ -206,12 +223,11 @@ pub unsafe fn free_sized(block: *mut u8, size: usize, align: usize) {
 /// `block` must be null, a live block from larder, or memory larder does not own.
 #[inline(always)]
 pub unsafe fn free(block: *mut u8) {
-    if block.is_null() {
-        return;
-    }
-    if segment_map::entry(block as usize) != segment_map::SEGMENT_START {
-        // SAFETY: forwarded.
-        unsafe { free_generic(block, u64::MAX) };
+    if segment_map::entry_unless_null(block as usize) != segment_map::SEGMENT_START {
+        if !block.is_null() {
+            // SAFETY: forwarded.
+            unsafe { free_generic(block, u64::MAX) };
+        }
         return;
     }
     // SAFETY: the map says the chunk starts a segment of larder's.
@@ -230,30 +246,18 @@ unsafe fn free_in_segment<const CHECKED: bool>(seg: *mut Segment, block: *mut u8
         if (*seg).owner.load(core::sync::atomic::Ordering::Relaxed) == heap {
             let page = Segment::page_of(seg, block);
             if CHECKED && !(*page).is_block_start(block) {
-                report::bad_free(misfit_kind(seg, block), "free", block as usize, None);
+                refuse_misfit(seg, block);
                 return;
             }
-            if freed::is_marked(block) {
-                double_free("free", &*page, block);
+            if !freed::mark_unless_marked(block) {
+                refuse_double_free(page, block);
                 return;
             }
-            freed::mark(block);
             let b = block.cast::<Block>();
             (*b).next = (*page).local_free;
             (*page).local_free = b;
             (*page).used -= 1;
-            let block_size = (*page).block_size as u64;
-            let counters = &(*heap).counters;
-            stats::bump(&counters.free_count, 1);
-            stats::bump(
-                &counters.freed_requested_bytes,
-                if requested == u64::MAX {
-                    block_size
-                } else {
-                    requested
-                },
-            );
-            stats::bump(&counters.freed_bytes, block_size);
+            (*page).local_frees += 1;
             if (*page).used == 0 || (*page).is_full {
                 // An empty page alone in its bin stays (a program that allocates and frees one
                 // block in a loop must not churn pages): decided here, without a call.
@@ -268,10 +272,14 @@ unsafe fn free_in_segment<const CHECKED: bool>(seg: *mut Segment, block: *mut u8
     }
 }
 
+// The out-of-line functions the fast paths call are `extern "C"`: a panic cannot unwind out of
+// them (it aborts), so the compiler knows the call does not unwind and can make it a tail call,
+// and the fast path needs no stack frame of its own (two instructions per call of `free`).
+
 /// Frees from another thread, frees of large blocks, and frees of doubtful pointers.
 #[cold]
 #[inline(never)]
-unsafe fn free_generic(block: *mut u8, requested: u64) {
+unsafe extern "C" fn free_generic(block: *mut u8, requested: u64) {
     let Some(base) = segment_map::segment_of(block as usize) else {
         refuse_unowned("free", block);
         return;
@@ -311,7 +319,8 @@ unsafe fn free_generic(block: *mut u8, requested: u64) {
                     return;
                 }
                 freed::mark(block);
-                count_free(requested, block_size);
+                // The allocation counted its block size (see `Page::count_into`).
+                count_free(block_size, block_size);
                 if (*seg)
                     .owner
                     .load(core::sync::atomic::Ordering::Relaxed)
@@ -333,6 +342,18 @@ unsafe fn free_generic(block: *mut u8, requested: u64) {
     purge::maybe_start();
 }
 
+/// Reports a free of a pointer into an active segment that starts no block.
+///
+/// # Safety
+/// `seg` must be an active segment of larder's holding `block`.
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn refuse_misfit(seg: *mut Segment, block: *mut u8) {
+    // SAFETY: forwarded from the caller.
+    let kind = unsafe { misfit_kind(seg, block) };
+    report::bad_free(kind, "free", block as usize, None);
+}
+
 /// What a pointer into an active segment that is not a live block's start is: one into the
 /// segment's header or into a page not in use points where a block once was and is no more (a
 /// large block whose span was freed and became a new segment, a block of a page that emptied):
@@ -352,6 +373,17 @@ unsafe fn misfit_kind(seg: *mut Segment, block: *mut u8) -> BadFree {
             BadFree::Interior
         }
     }
+}
+
+/// Reports a free of a block that carries the freed mark.
+///
+/// # Safety
+/// `page` must be the page holding `block`.
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn refuse_double_free(page: *const crate::page::Page, block: *mut u8) {
+    // SAFETY: forwarded from the caller.
+    double_free("free", unsafe { &*page }, block);
 }
 
 #[cold]

@@ -53,6 +53,25 @@ pub unsafe fn is_marked(block: *const u8) -> bool {
     unsafe { block.cast::<usize>().add(1).read() == key() }
 }
 
+/// Marks `block` freed, unless it carries the mark already (then returns false: a double free).
+/// The key is read once for both.
+///
+/// # Safety
+/// `block` must be a small or medium block of larder's that is being freed.
+#[inline(always)]
+pub unsafe fn mark_unless_marked(block: *mut u8) -> bool {
+    let key = key();
+    // SAFETY: forwarded from the caller: the second word is the block's own.
+    unsafe {
+        let word = block.cast::<usize>().add(1);
+        if word.read() == key {
+            return false;
+        }
+        word.write(key);
+    }
+    true
+}
+
 /// Marks `block` freed.
 ///
 /// # Safety

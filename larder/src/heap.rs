@@ -216,14 +216,9 @@ unsafe fn set_direct(heap: &mut Heap, bin: usize, page: *mut Page) {
     } else {
         page
     };
-    let first_slot = if bin == 1 {
-        0
-    } else {
-        size_class::class_size(bin - 1) / 8 + 1
-    };
-    for (slot, entry) in heap.direct[first_slot..=class / 8].iter_mut().enumerate() {
-        debug_assert_eq!(DIRECT_BIN[first_slot + slot] as usize, bin);
-        *entry = page;
+    for slot in size_class::direct_slots(bin) {
+        debug_assert_eq!(DIRECT_BIN[slot] as usize, bin);
+        heap.direct[slot] = page;
     }
 }
 
@@ -362,16 +357,16 @@ pub unsafe fn alloc_from_queue(heap: *mut Heap, size: usize) -> *mut u8 {
         if page.is_null() || (*page).free.is_null() {
             return alloc_slow(heap, size);
         }
-        pop_block(&*heap, page, size)
+        pop_block(page)
     }
 }
 
-/// Pops the first block of `page`'s free list and counts the allocation.
+/// Pops the first block of `page`'s free list (counted later, by `Page::count_into`).
 ///
 /// # Safety
-/// `page` must be owned by `heap`, the calling thread's heap, and its `free` list non-empty.
+/// `page` must be owned by the calling thread's heap, and its `free` list non-empty.
 #[inline(always)]
-pub unsafe fn pop_block(heap: &Heap, page: *mut Page, size: usize) -> *mut u8 {
+pub unsafe fn pop_block(page: *mut Page) -> *mut u8 {
     // SAFETY: forwarded from the caller: the list is owned and non-empty.
     unsafe {
         let page = &mut *page;
@@ -379,10 +374,6 @@ pub unsafe fn pop_block(heap: &Heap, page: *mut Page, size: usize) -> *mut u8 {
         page.free = (*block).next;
         freed::unmark(block.cast());
         page.used += 1;
-        let counters = &heap.counters;
-        stats::bump(&counters.alloc_count, 1);
-        stats::bump(&counters.requested_bytes, size as u64);
-        stats::bump(&counters.alloc_bytes, page.block_size as u64);
         block.cast()
     }
 }
@@ -412,14 +403,47 @@ pub unsafe fn alloc_slow(heap: *mut Heap, size: usize) -> *mut u8 {
     let heap = unsafe { &mut *heap };
     let bin = size_class::bin_of(size);
     // SAFETY: the heap is ours.
-    let page = unsafe { find_page(heap, bin) };
+    let mut page = unsafe { refill_from_local_frees(heap, bin) };
     if page.is_null() {
-        return ptr::null_mut();
+        // SAFETY: the heap is ours.
+        page = unsafe { find_page(heap, bin) };
+        if page.is_null() {
+            return ptr::null_mut();
+        }
     }
     // SAFETY: `find_page` returns an owned page with a non-empty free list.
-    let block = unsafe { pop_block(heap, page, size) };
+    let block = unsafe { pop_block(page) };
     slow_path_tail(heap);
     block
+}
+
+/// The usual refill, kept short: the page at the head of `bin`'s queue ran through its free
+/// list, and its owner freed blocks onto `local_free` meanwhile. Taken only when no other work
+/// waits (frees into full pages, held-back remote frees), which `find_page` does. Returns the
+/// page with a non-empty free list, or null.
+///
+/// # Safety
+/// `heap` must be the calling thread's real heap.
+#[inline]
+unsafe fn refill_from_local_frees(heap: &mut Heap, bin: usize) -> *mut Page {
+    let page = heap.queues[bin].first;
+    // SAFETY: pages on our queues are in use and owned by this heap.
+    unsafe {
+        if page.is_null()
+            || (*page).local_free.is_null()
+            || heap.pending_bins != 0
+            || !heap.delayed_free.load(Ordering::Relaxed).is_null()
+        {
+            return ptr::null_mut();
+        }
+        (*page).count_into(&heap.counters);
+        // Remote frees too, if any; then `local_free` becomes `free`, which is empty.
+        (*page).collect_frees();
+        if (*page).free.is_null() {
+            return ptr::null_mut();
+        }
+    }
+    page
 }
 
 /// Deferred work done every time the slow path runs (the heap's heartbeat): held-back remote
@@ -435,8 +459,11 @@ fn slow_path_tail(heap: &mut Heap) {
 
 fn publish_live(heap: &mut Heap) {
     let live = heap.counters.live_delta();
-    stats::flush_live(live - heap.flushed_live);
-    heap.flushed_live = live;
+    // A refill that only reuses freed blocks changes nothing: no atomics then.
+    if live != heap.flushed_live {
+        stats::flush_live(live - heap.flushed_live);
+        heap.flushed_live = live;
+    }
 }
 
 /// Unpublished frees beyond which a thread publishes from a free path: a thread that only frees
@@ -485,6 +512,7 @@ unsafe fn find_page(heap: &mut Heap, bin: usize) -> *mut Page {
             // SAFETY: pages on our queues are in use and owned by this heap.
             unsafe {
                 let next = (*page).next;
+                (*page).count_into(&heap.counters);
                 (*page).collect();
                 if !(*page).free.is_null() {
                     if heap.queues[bin].first != page {
@@ -604,13 +632,14 @@ unsafe fn fresh_page(heap: &mut Heap, bin: usize) -> *mut Page {
 // ---------------------------------------------------------------------------------------------
 // Frees by the owner that need more than a list push.
 
-/// Called by the fast free path when a page became empty or was on the full list.
+/// Called by the fast free path when a page became empty or was on the full list. `extern
+/// "C"` so that the call does not unwind and the fast path can tail-call it (see `alloc.rs`).
 ///
 /// # Safety
 /// `page` must be in use and owned by `heap`, the calling thread's heap.
 #[cold]
 #[inline(never)]
-pub unsafe fn local_free_slow(heap: *mut Heap, page: *mut Page) {
+pub unsafe extern "C" fn local_free_slow(heap: *mut Heap, page: *mut Page) {
     // SAFETY: forwarded from the caller.
     unsafe { move_freed_page(heap, page) };
     // The free is complete and the heap consistent: a program whose last act is freeing gets
@@ -644,7 +673,8 @@ unsafe fn free_owned_block(heap: &mut Heap, block: *mut Block) {
         let page = Segment::page_of(seg, block.cast());
         (*block).next = (*page).local_free;
         (*page).local_free = block;
-        (*page).used -= 1;
+        // Another thread freed it, and counted it.
+        (*page).forget_counted_frees(1);
         move_freed_page(heap, page);
     }
 }
@@ -655,6 +685,7 @@ unsafe fn free_owned_block(heap: &mut Heap, block: *mut Block) {
 unsafe fn page_became_empty(heap: &mut Heap, page: *mut Page, force: bool) {
     // SAFETY: the page is ours, in use, on its bin queue, with no live block.
     unsafe {
+        (*page).count_into(&heap.counters);
         let bin = (*page).bin as usize;
         let q = heap.queues[bin];
         if !force && q.first == page && q.last == page {
@@ -822,6 +853,8 @@ unsafe fn abandon(heap: &mut Heap) {
         });
         process_delayed(heap);
         for_each_page(heap, |heap, page| {
+            // Counted before the page is left to others (`counters` retire with the heap).
+            (*page).count_into(&heap.counters);
             (*page).collect();
             if (*page).used == 0 {
                 page_became_empty(heap, page, true);
@@ -1050,8 +1083,11 @@ extern "C" fn on_thread_exit(value: *mut libc::c_void) {
     }
 }
 
-/// Sums the counters of every heap, live or exited.
+/// Sums the counters of every heap, live or exited. The calling thread's heap counts its pages
+/// first, so its own figures are exact; other live heaps' lag by what their threads did on pages
+/// not refilled, emptied or abandoned since (see `Page::count_into`).
 pub fn totals() -> (stats::Totals, usize) {
+    with_own_heap(count_pages);
     let mut sum = stats::Totals::default();
     let heaps = HEAPS.lock();
     let mut h = heaps.live;
@@ -1064,6 +1100,12 @@ pub fn totals() -> (stats::Totals, usize) {
     }
     stats::RETIRED.add_to(&mut sum);
     (sum, heaps.live_count)
+}
+
+/// Brings the heap's counters up to date with its pages.
+fn count_pages(heap: &mut Heap) {
+    // SAFETY: the heap is the calling thread's own, and so are its pages.
+    unsafe { for_each_page(heap, |heap, page| (*page).count_into(&heap.counters)) };
 }
 
 extern "C" fn fork_prepare() {

@@ -15,6 +15,7 @@ use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use crate::freed;
 use crate::heap::Heap;
+use crate::stats::{self, Counters};
 
 /// A free block: its first word links to the next free block.
 #[repr(C)]
@@ -58,11 +59,21 @@ pub struct Page {
     pub fresh_tail: bool,
     /// Blocks freed by the owning thread.
     pub local_free: *mut Block,
+    /// Frees by the owning thread since the page was last counted (see `count_into`): the only
+    /// statistic the fast paths keep.
+    pub local_frees: u32,
+    /// `used` when the page was last counted, less the remote frees collected since (those are
+    /// counted by the threads that made them).
+    pub used_base: u32,
     /// Size of each block in bytes.
     pub block_size: usize,
-    /// `ceil(2^40 / block_size)`: `(offset * block_recip) >> 40` is `offset / block_size` for any
-    /// offset inside a page, so checking that a pointer starts a block costs two multiplies.
-    pub block_recip: u64,
+    /// The inverse of `block_size`'s odd part modulo 2^64, and `block_shift` its power of two:
+    /// `(offset * block_inverse).rotate_right(block_shift)` is `offset / block_size` when the
+    /// division is exact and larger than any block index when it is not, so one multiply and
+    /// one compare tell whether a pointer starts a carved block (see `is_block_start`).
+    pub block_inverse: u64,
+    /// Trailing zero bits of `block_size`.
+    pub block_shift: u32,
     /// Blocks carved so far.
     pub capacity: u32,
     /// Blocks that fit in the page.
@@ -94,8 +105,11 @@ impl Page {
             bin: 0,
             fresh_tail: true,
             local_free: ptr::null_mut(),
+            local_frees: 0,
+            used_base: 0,
             block_size: 0,
-            block_recip: 0,
+            block_inverse: 0,
+            block_shift: 0,
             capacity: 0,
             reserved: 0,
             start: ptr::null_mut(),
@@ -131,10 +145,11 @@ impl Page {
         self.free = ptr::null_mut();
         self.local_free = ptr::null_mut();
         self.used = 0;
+        self.local_frees = 0;
+        self.used_base = 0;
         self.is_full = false;
         self.bin = bin;
-        self.block_size = block_size;
-        self.block_recip = (1u64 << 40).div_ceil(block_size as u64);
+        self.set_block_size(block_size);
         self.capacity = 0;
         self.reserved = (bytes / block_size) as u32;
         self.start = start;
@@ -216,7 +231,7 @@ impl Page {
             // SAFETY: `tail` is a block of the taken list.
             unsafe { (*tail).next = self.free };
             self.free = remote;
-            self.used -= count;
+            self.forget_counted_frees(count);
             self.free_is_zero = false;
         }
         if self.free.is_null() && !self.local_free.is_null() {
@@ -228,13 +243,73 @@ impl Page {
 }
 
 impl Page {
+    /// Adds the allocations and owner frees made on this page since it was last counted to
+    /// `counters`. The fast paths count nothing but `used` and `local_frees`; the allocations
+    /// follow from them (`used` rose by the allocations less the frees), so the counters are
+    /// brought up to date here, when the page is refilled, emptied or abandoned, and when
+    /// `stats()` asks. Requested bytes are counted as block bytes: the requested size of a
+    /// small block is not kept.
+    ///
+    /// Called by the owning thread only.
+    pub fn count_into(&mut self, counters: &Counters) {
+        let frees = self.local_frees;
+        let allocs = self.used.wrapping_sub(self.used_base).wrapping_add(frees);
+        if allocs == 0 && frees == 0 {
+            return;
+        }
+        let size = self.block_size as u64;
+        stats::bump(&counters.alloc_count, allocs as u64);
+        stats::bump(&counters.alloc_bytes, allocs as u64 * size);
+        stats::bump(&counters.requested_bytes, allocs as u64 * size);
+        stats::bump(&counters.free_count, frees as u64);
+        stats::bump(&counters.freed_bytes, frees as u64 * size);
+        stats::bump(&counters.freed_requested_bytes, frees as u64 * size);
+        self.used_base = self.used;
+        self.local_frees = 0;
+    }
+
+    /// Takes `n` blocks out of `used` that other threads freed (and counted) while the
+    /// page's owner (or its abandoned segment's reaper) collects them.
+    #[inline]
+    pub fn forget_counted_frees(&mut self, n: u32) {
+        self.used -= n;
+        self.used_base = self.used_base.wrapping_sub(n);
+    }
+
     /// Whether `ptr` is the start of one of the page's carved blocks (not an interior pointer).
+    /// An exact division of the offset by `d = odd * 2^k` is `offset * odd^-1` shifted right
+    /// by `k`; when `d` does not divide the offset, the low `k` bits are not zero (they rotate
+    /// to the top) or the product exceeds `(2^64 - 1) / odd` (Granlund and Montgomery's
+    /// divisibility test), so the rotated value is past every block index either way. Pointers
+    /// before `start` wrap to huge offsets and fail the same way.
     #[inline(always)]
     pub fn is_block_start(&self, ptr: *const u8) -> bool {
         let offset = (ptr as usize).wrapping_sub(self.start as usize) as u64;
-        let index = (offset.wrapping_mul(self.block_recip)) >> 40;
-        index * self.block_size as u64 == offset && index < self.capacity as u64
+        let index = offset
+            .wrapping_mul(self.block_inverse)
+            .rotate_right(self.block_shift);
+        index < self.capacity as u64
     }
+
+    /// Sets the size of the page's blocks and the constants `is_block_start` divides with.
+    pub fn set_block_size(&mut self, block_size: usize) {
+        let size = block_size.max(1) as u64;
+        self.block_size = block_size;
+        self.block_shift = size.trailing_zeros();
+        self.block_inverse = odd_inverse(size >> self.block_shift);
+    }
+}
+
+/// The inverse of an odd number modulo 2^64, by Newton's iteration: `x = odd` is correct to 3
+/// bits (odd * odd = 1 mod 8), and each step doubles the correct bits (3, 6, 12, 24, 48, 96).
+const fn odd_inverse(odd: u64) -> u64 {
+    let mut x = odd;
+    let mut i = 0;
+    while i < 5 {
+        x = x.wrapping_mul(2u64.wrapping_sub(odd.wrapping_mul(x)));
+        i += 1;
+    }
+    x
 }
 
 /// The last block of a non-empty list and the list's length.
@@ -269,8 +344,7 @@ mod tests {
                 512 << 10
             };
             let mut page = Page::unused();
-            page.block_size = size;
-            page.block_recip = (1u64 << 40).div_ceil(size as u64);
+            page.set_block_size(size);
             page.start = 0x1000_0000 as *mut u8;
             page.capacity = (page_bytes / size) as u32;
             for offset in 0..page_bytes {

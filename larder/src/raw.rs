@@ -13,6 +13,16 @@ pub unsafe fn alloc(size: usize, align: usize) -> *mut u8 {
     alloc::alloc(size, align)
 }
 
+/// Requests up to this size may try `alloc_small_fast`.
+pub const SMALL_FAST_MAX: usize = crate::size_class::DIRECT_MAX;
+
+/// The small fast path alone: a block of `size <= SMALL_FAST_MAX` bytes, or null when only the
+/// slow path (`alloc`) can serve it.
+#[inline(always)]
+pub fn alloc_small_fast(size: usize) -> *mut u8 {
+    alloc::alloc_small_fast(size)
+}
+
 /// Allocates `size` zeroed bytes aligned to `align`.
 ///
 /// # Safety

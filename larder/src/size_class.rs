@@ -81,6 +81,17 @@ pub const DIRECT_BIN: [u8; DIRECT_SLOTS] = {
     t
 };
 
+/// The direct-table slots that lead to `bin`'s page: those of the sizes it serves, from 0 for
+/// the smallest class (requests of 0 to 16 bytes share it).
+pub const fn direct_slots(bin: usize) -> core::ops::RangeInclusive<usize> {
+    let first = if bin <= MIN_BLOCK >> 3 {
+        0
+    } else {
+        class_size(bin - 1) / 8 + 1
+    };
+    first..=class_size(bin) / 8
+}
+
 /// Rounds a large request up to its class with the same eight-per-doubling spacing, so that
 /// large blocks also waste under 12.5% and leave room to grow in place. `None` on overflow.
 #[inline]
@@ -163,6 +174,21 @@ mod tests {
     fn direct_table_agrees_with_bin_of() {
         for size in 0..=DIRECT_MAX {
             assert_eq!(DIRECT_BIN[(size + 7) >> 3] as usize, bin_of(size.max(1)));
+        }
+    }
+
+    #[test]
+    fn direct_slots_cover_exactly_their_bins_sizes() {
+        for (slot, &bin) in DIRECT_BIN.iter().enumerate() {
+            assert!(direct_slots(bin as usize).contains(&slot), "slot {slot}");
+        }
+        // Bin 1 (8 bytes) is below the smallest block and never used.
+        for bin in (MIN_BLOCK >> 3)..BIN_COUNT {
+            if class_size(bin) <= DIRECT_MAX {
+                for slot in direct_slots(bin) {
+                    assert_eq!(DIRECT_BIN[slot] as usize, bin, "bin {bin} slot {slot}");
+                }
+            }
         }
     }
 

@@ -6,11 +6,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-enum { THREADS = 4, ROUNDS = 100000 };
+enum { THREADS = 4 };
+/* Rounds per thread: argv[1], default 100000 (check mode, which fills every
+ * freed MiB with its poison byte, runs fewer). */
+static int rounds = 100000;
 
 static void *worker(void *arg) {
     (void)arg;
-    for (int i = 0; i < ROUNDS; i++) {
+    for (int i = 0; i < rounds; i++) {
         /* volatile: GCC would otherwise drop a malloc/free pair. */
         char *volatile block = malloc(((size_t)1 << 20) + (size_t)(i & 7) * 4096);
         if (!block) return (void *)1;
@@ -20,7 +23,8 @@ static void *worker(void *arg) {
     return NULL;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1) rounds = atoi(argv[1]);
     pthread_t threads[THREADS];
     for (int i = 0; i < THREADS; i++)
         if (pthread_create(&threads[i], NULL, worker, NULL)) return 2;
@@ -30,6 +34,6 @@ int main(void) {
         pthread_join(threads[i], &result);
         failed |= result != NULL;
     }
-    printf("contended_large: %d threads x %d large blocks %s\n", THREADS, ROUNDS, failed ? "FAILED" : "done");
+    printf("contended_large: %d threads x %d large blocks %s\n", THREADS, rounds, failed ? "FAILED" : "done");
     return failed;
 }
