@@ -1,9 +1,12 @@
 //! Where larder-bench's server-churn pattern holds memory, from `larder::stats()`.
 //!
-//! `cargo run --release -p larder --example churn_stats [THREADS]` runs the workload's pattern
-//! (10 rounds of fresh threads replacing random entries of a shared array with blocks of
+//! `cargo run --release -p larder --example churn_stats [THREADS] [collect]` runs the workload's
+//! pattern (10 rounds of fresh threads replacing random entries of a shared array with blocks of
 //! 8-1000 bytes; the slices rotate, so most frees are of blocks other, exited, threads made)
-//! with larder as the global allocator, and prints the heap's figures after each round.
+//! with larder as the global allocator, and prints the heap's figures after each round. With
+//! `collect`, the main thread calls `larder::collect(false)` after each round, which shows what
+//! its own heap holds: its pages' blocks, freed by the workers, wait on the pages' remote lists
+//! for a slow path that the main thread, blocked in `join`, never runs.
 
 use larder::Larder;
 
@@ -38,6 +41,7 @@ fn main() {
     let threads: usize = std::env::args()
         .nth(1)
         .map_or(2, |t| t.parse().expect("THREADS"));
+    let collect = std::env::args().nth(2).is_some_and(|a| a == "collect");
     let mut rng = fastrand_lite(1);
     let mut slices: Vec<Vec<Vec<u8>>> = (0..threads)
         .map(|_| {
@@ -66,6 +70,9 @@ fn main() {
                 .collect();
             running.into_iter().map(|h| h.join().unwrap()).collect()
         });
+        if collect {
+            larder::collect(false);
+        }
         print_stats(&format!("round {round}"));
     }
 }
