@@ -74,6 +74,10 @@ pub struct Heap {
     /// Links in the list of live heaps (or the pool's free list).
     next_heap: *mut Heap,
     prev_heap: *mut Heap,
+    /// Small and medium segments this heap owns.
+    owned_segments: u32,
+    /// Abandoned segments this heap reclaimed because it freed a block into them.
+    free_reclaims: u32,
 }
 
 struct SyncPage(Page);
@@ -111,6 +115,8 @@ impl Heap {
             is_real,
             next_heap: ptr::null_mut(),
             prev_heap: ptr::null_mut(),
+            owned_segments: 0,
+            free_reclaims: 0,
         }
     }
 
@@ -604,6 +610,7 @@ unsafe fn fresh_page(heap: &mut Heap, bin: usize) -> *mut Page {
         if seg.is_null() {
             return ptr::null_mut();
         }
+        heap.owned_segments += 1;
         // SAFETY: the new segment is ours and on no list.
         unsafe {
             seglist_push_front(&mut heap.segments[k], seg);
@@ -704,6 +711,7 @@ unsafe fn release_page(heap: &mut Heap, seg: *mut Segment, page: *mut Page) {
         let index = page_index(seg, page);
         if Segment::free_page(seg, index) {
             seglist_remove(&mut heap.segments[k], seg);
+            heap.owned_segments -= 1;
             Segment::release(seg);
         } else if heap.segments[k].head != seg {
             seglist_remove(&mut heap.segments[k], seg);
@@ -748,6 +756,7 @@ unsafe fn adopt(heap: &mut Heap, seg: *mut Segment) {
         (*seg).owner.store(heap, Ordering::Release);
         let k = kind_index((*seg).kind);
         seglist_push_front(&mut heap.segments[k], seg);
+        heap.owned_segments += 1;
         for i in 0..(*seg).page_count as usize {
             let page = Segment::page(seg, i);
             if !(*page).in_use() {
@@ -767,6 +776,7 @@ unsafe fn adopt(heap: &mut Heap, seg: *mut Segment) {
             if (*page).used == 0 && !heap.queues[bin].first.is_null() {
                 if Segment::free_page(seg, i) {
                     seglist_remove(&mut heap.segments[k], seg);
+                    heap.owned_segments -= 1;
                     Segment::release(seg);
                     return;
                 }
@@ -811,12 +821,22 @@ unsafe fn for_each_page(heap: &mut Heap, mut f: impl FnMut(&mut Heap, *mut Page)
 }
 
 /// Frees a block of another heap's page from this heap's thread, held back in the chain of the
-/// page's size class (see `remote::PendingChain`).
+/// page's size class (see `remote::PendingChain`). A block of an abandoned segment makes this
+/// heap reclaim the segment first, within a limit (see `reclaim_on_free`), and is then freed as
+/// the heap's own.
 ///
 /// # Safety
 /// `heap` must be the calling thread's own heap; `block` a live block of `page`, which must be
 /// in use and not owned by `heap`.
-pub unsafe fn free_remote_held(heap: &mut Heap, page: &Page, block: *mut Block) {
+pub unsafe fn free_remote_held(heap: &mut Heap, page: *const Page, block: *mut Block) {
+    // SAFETY: forwarded from the caller: the block lies in a live small or medium segment.
+    if unsafe { reclaim_on_free(heap, Segment::of(block.cast())) } {
+        // SAFETY: the segment, and so the block's page, is this heap's now.
+        unsafe { free_owned_block(heap, block) };
+        return;
+    }
+    // SAFETY: forwarded from the caller: the page is in use.
+    let page = unsafe { &*page };
     let bin = page.bin as usize;
     match heap.pending_remote.get_mut(bin) {
         Some(chain) => {
@@ -827,6 +847,35 @@ pub unsafe fn free_remote_held(heap: &mut Heap, page: &Page, block: *mut Block) 
         // SAFETY: forwarded from the caller.
         None => unsafe { remote::free_remote(page, block) },
     }
+}
+
+/// Reclaims `seg` into `heap` if it is abandoned and the heap has not reclaimed too many
+/// segments this way. Returns whether `seg` is the heap's now.
+///
+/// A thread that frees the blocks of an exited thread (a server whose connections outlive the
+/// thread that accepted them) would otherwise push each one onto an atomic list that nobody
+/// reads until some heap runs out of pages, while it carves fresh pages for its own
+/// allocations: the freed memory sits unused and the program's footprint grows by the exited
+/// thread's segments. Reclaimed, the frees are local and the freed blocks are reused at once.
+/// The limit (reclaims on free at most half the heap's segments, as mimalloc's
+/// `abandoned_reclaim_on_free` has it) keeps a thread that only frees from taking in every
+/// abandoned segment, which other threads' allocations would then miss.
+///
+/// # Safety
+/// `heap` must be the calling thread's own heap; `seg` a live small or medium segment.
+unsafe fn reclaim_on_free(heap: &mut Heap, seg: *mut Segment) -> bool {
+    // SAFETY: forwarded from the caller: the segment's header is mapped.
+    if !unsafe { (*seg).owner.load(Ordering::Relaxed) }.is_null()
+        || heap.free_reclaims * 2 > heap.owned_segments
+        || !Segment::take_abandoned_exact(seg)
+    {
+        return false;
+    }
+    // SAFETY: the segment came off the abandoned list, so nobody else owns it. The block being
+    // freed keeps its page in use, so adopting cannot release the segment under it.
+    unsafe { adopt(heap, seg) };
+    heap.free_reclaims += 1;
+    true
 }
 
 /// Hands every chain of blocks this heap's thread held back to the pages' owners.
@@ -879,6 +928,8 @@ unsafe fn abandon(heap: &mut Heap) {
             }
             heap.segments[k] = SegmentList::EMPTY;
         }
+        heap.owned_segments = 0;
+        heap.free_reclaims = 0;
         heap.queues = [PageQueue::EMPTY; BIN_COUNT];
         heap.full = PageQueue::EMPTY;
         heap.direct = [empty_page_ptr(); DIRECT_SLOTS];

@@ -469,6 +469,30 @@ impl Segment {
     }
 }
 
+impl Segment {
+    /// Takes `seg` itself off the abandoned list. False when it is not there: another heap
+    /// reclaimed it first, or a reaping pass holds it.
+    pub fn take_abandoned_exact(seg: *mut Segment) -> bool {
+        let mut list = ABANDONED.lock();
+        let mut link: *mut *mut Segment = &mut list.0;
+        // SAFETY: the abandoned lock is held; listed segments are active and their
+        // `abandoned_next` links are only changed under the lock.
+        unsafe {
+            while !(*link).is_null() {
+                if *link == seg {
+                    *link = (*seg).abandoned_next;
+                    (*seg).abandoned_next = ptr::null_mut();
+                    list.1 -= 1;
+                    ABANDONED_HINT.store(list.1, Ordering::Relaxed);
+                    return true;
+                }
+                link = &raw mut (**link).abandoned_next;
+            }
+        }
+        false
+    }
+}
+
 /// Collects the blocks that other threads freed to the segments abandoned before `cutoff_ms`,
 /// frees the pages that emptied, so that the purger can give them back, and releases the
 /// segments that emptied. Without this, a segment whose blocks were all freed by other threads

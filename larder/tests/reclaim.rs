@@ -9,6 +9,7 @@ fn reclaim_takes_what_the_heap_needs() {
     a_small_block_does_not_reclaim_a_medium_segment();
     a_heap_with_free_pages_reclaims_no_more_segments();
     a_segment_emptied_by_other_threads_is_released();
+    a_heap_that_frees_into_an_abandoned_segment_reclaims_it();
 }
 
 /// Starts a thread that allocates one block of each size in `sizes`, keeps them, and exits, so
@@ -109,4 +110,35 @@ fn a_segment_emptied_by_other_threads_is_released() {
         "{after:?}"
     );
     assert_eq!(after.segments, before.segments, "{after:?}");
+}
+
+fn a_heap_that_frees_into_an_abandoned_segment_reclaims_it() {
+    larder::collect(true);
+    // The freeing thread owns a segment before the other one exits, so that its first
+    // allocation has nothing to reclaim.
+    let (to_freer, blocks_rx) = std::sync::mpsc::channel::<Vec<(usize, usize)>>();
+    let (counts_tx, counts) = std::sync::mpsc::channel();
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let freer = std::thread::spawn(move || {
+        let mine = std::hint::black_box(vec![1u8; 100]);
+        ready_tx.send(()).unwrap();
+        let blocks = blocks_rx.recv().unwrap();
+        let abandoned = larder::stats().abandoned_segments;
+        free_blocks(blocks);
+        counts_tx
+            .send((abandoned, larder::stats().abandoned_segments))
+            .unwrap();
+        drop(mine);
+    });
+    ready.recv().unwrap();
+    let sizes: &'static [usize] = &[100; 100];
+    to_freer.send(abandon_blocks(sizes)).unwrap();
+    let (abandoned, left) = counts.recv().unwrap();
+    freer.join().unwrap();
+    assert!(abandoned >= 1, "{abandoned}");
+    // The exited thread's small segment is the freeing thread's now: its blocks were freed as
+    // local frees, ready for that thread's next allocations, instead of waiting on the
+    // segment's remote lists for a reclaim or the purger.
+    assert_eq!(left, abandoned - 1);
+    larder::collect(true);
 }
