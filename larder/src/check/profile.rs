@@ -30,7 +30,7 @@
 //! peak_se=B exit_samples=N exit_bytes=B exit_se=B stack=MODULE+0xOFF;...`
 
 use core::cell::Cell;
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use super::backtrace::Backtrace;
 use super::report::Record;
@@ -47,28 +47,124 @@ const LIVE_SLOTS: usize = 1 << 17;
 /// Counters of the filter of sampled addresses.
 const FILTER_SLOTS: usize = 1 << 16;
 
+/// Whether profiling is on: unknown until the first call, then on or off for the process's
+/// life. A byte of its own rather than the options, so that the check on every malloc and
+/// free of liblarder_check.so is one load and a compare (the options need an acquire load, a
+/// compare and a load of the field: 6 instructions per malloc+free pair more, callgrind).
+static MODE: AtomicU8 = AtomicU8::new(MODE_UNKNOWN);
+const MODE_UNKNOWN: u8 = 0;
+const MODE_OFF: u8 = 1;
+const MODE_ON: u8 = 2;
+
 /// Whether profiling is on (`LARDER_PROFILE` is a non-zero rate).
-#[inline]
+#[inline(always)]
 pub fn enabled() -> bool {
-    options::get().profile_rate != 0
+    match MODE.load(Ordering::Relaxed) {
+        MODE_ON => true,
+        MODE_OFF => false,
+        _ => decide_mode(),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn decide_mode() -> bool {
+    let on = options::get().profile_rate != 0;
+    MODE.store(if on { MODE_ON } else { MODE_OFF }, Ordering::Relaxed);
+    on
 }
 
 thread_local! {
-    /// Bytes left before this thread's next sample point.
-    static COUNTDOWN: Cell<i64> = const { Cell::new(0) };
     /// This thread's xorshift64* state; 0 until the thread's first draw seeds it.
     static RNG: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Bytes left before this thread's next sample point.
+///
+/// On x86-64 Linux a TLS variable of the initial-exec model defined in assembly, as the core's
+/// heap pointer is (`heap::current_heap`): one `fs`-relative load and store inside
+/// liblarder_check.so, where a `thread_local!` goes through `__tls_get_addr` (about 25
+/// instructions more per malloc, measured with callgrind). Elsewhere a `thread_local!`.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod countdown {
+    core::arch::global_asm!(
+        ".pushsection .tbss,\"awT\",@nobits",
+        ".p2align 3",
+        ".globl larder_profile_countdown",
+        ".hidden larder_profile_countdown",
+        ".type larder_profile_countdown, @object",
+        ".size larder_profile_countdown, 8",
+        "larder_profile_countdown:",
+        ".zero 8",
+        ".popsection",
+    );
+
+    /// Subtracts `bytes` from this thread's countdown; the new value.
+    #[inline(always)]
+    pub fn sub(bytes: i64) -> i64 {
+        let left: i64;
+        // SAFETY: reads and writes this thread's copy of the 8-byte TLS variable defined
+        // above (its offset from the thread pointer comes from the GOT), nothing else.
+        unsafe {
+            core::arch::asm!(
+                "mov {t}, qword ptr [rip + larder_profile_countdown@GOTTPOFF]",
+                "mov {l}, qword ptr fs:[{t}]",
+                "sub {l}, {b}",
+                "mov qword ptr fs:[{t}], {l}",
+                t = out(reg) _,
+                l = out(reg) left,
+                b = in(reg) bytes,
+                options(nostack),
+            );
+        }
+        left
+    }
+
+    /// Sets this thread's countdown.
+    #[inline]
+    pub fn set(value: i64) {
+        // SAFETY: writes this thread's copy of the TLS variable defined above, nothing else.
+        unsafe {
+            core::arch::asm!(
+                "mov {t}, qword ptr [rip + larder_profile_countdown@GOTTPOFF]",
+                "mov qword ptr fs:[{t}], {v}",
+                t = out(reg) _,
+                v = in(reg) value,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+mod countdown {
+    use core::cell::Cell;
+
+    thread_local! {
+        static COUNTDOWN: Cell<i64> = const { Cell::new(0) };
+    }
+
+    /// Subtracts `bytes` from this thread's countdown; the new value.
+    #[inline(always)]
+    pub fn sub(bytes: i64) -> i64 {
+        COUNTDOWN.with(|c| {
+            let left = c.get().wrapping_sub(bytes);
+            c.set(left);
+            left
+        })
+    }
+
+    /// Sets this thread's countdown.
+    #[inline]
+    pub fn set(value: i64) {
+        COUNTDOWN.with(|c| c.set(value));
+    }
 }
 
 /// Counts `size` bytes down; true when the allocation is to be sampled.
 #[inline(always)]
 fn counts_down(size: usize) -> bool {
-    let left = COUNTDOWN.with(|c| {
-        let left = c.get().wrapping_sub(size as i64);
-        c.set(left);
-        left
-    });
-    left < 0 && sample_point_crossed(size)
+    countdown::sub(size as i64) < 0 && sample_point_crossed(size)
 }
 
 /// The countdown went below zero: a sample, unless this was the thread's first allocation and
@@ -80,13 +176,12 @@ fn sample_point_crossed(size: usize) -> bool {
     if RNG.with(Cell::get) == 0 {
         RNG.with(|r| r.set(seed()));
         let left = (draw_interval(rate) as i64).wrapping_sub(size as i64);
-        COUNTDOWN.with(|c| c.set(left));
+        countdown::set(left);
         if left >= 0 {
             return false;
         }
     }
-    let next = draw_interval(rate);
-    COUNTDOWN.with(|c| c.set(next as i64));
+    countdown::set(draw_interval(rate) as i64);
     true
 }
 
@@ -164,7 +259,7 @@ fn core_request(size: usize, align: usize) -> usize {
 ///
 /// # Safety
 /// As the core's `alloc`: free the block with this module's [`free`].
-#[inline]
+#[inline(always)]
 pub unsafe fn alloc(size: usize, align: usize) -> *mut u8 {
     if counts_down(size) {
         return alloc_sampled(size, align, false);
@@ -176,7 +271,7 @@ pub unsafe fn alloc(size: usize, align: usize) -> *mut u8 {
 ///
 /// # Safety
 /// As [`alloc`].
-#[inline]
+#[inline(always)]
 pub unsafe fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
     if counts_down(size) {
         return alloc_sampled(size, align, true);
@@ -188,7 +283,7 @@ pub unsafe fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
 ///
 /// # Safety
 /// As the core's `free`.
-#[inline]
+#[inline(always)]
 pub unsafe fn free(ptr: *mut u8) {
     if (ptr as usize) & (SAMPLED_ALIGN - 1) == 0 && maybe_sampled(ptr as usize) {
         forget(ptr as usize);
