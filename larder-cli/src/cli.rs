@@ -20,7 +20,7 @@ pub enum Command {
     /// Run a program with larder as its malloc, then summarise its heap:
     /// allocations and frees, peak live bytes, bytes live at exit, peak RSS, time.
     #[command(after_help = environment_help())]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run larder's benchmarks (the larder-bench program beside this one);
     /// every argument is passed on to it.
     Bench(BenchArgs),

@@ -134,7 +134,7 @@ fn number(fields: &BTreeMap<&str, &str>, key: &str) -> Option<u64> {
     fields.get(key)?.parse().ok()
 }
 
-fn fields_of<'a>(rest: &'a str) -> BTreeMap<&'a str, &'a str> {
+fn fields_of(rest: &str) -> BTreeMap<&str, &str> {
     rest.split(' ').filter_map(|f| f.split_once('=')).collect()
 }
 

@@ -537,7 +537,7 @@ impl Tables {
         }
     }
 
-    fn slot(&self, i: usize) -> &mut LiveBlock {
+    fn slot(&mut self, i: usize) -> &mut LiveBlock {
         // SAFETY: callers mask `i` below LIVE_SLOTS; the table is mapped; the lock is held.
         unsafe { &mut *self.live.add(i & (LIVE_SLOTS - 1)) }
     }
@@ -787,7 +787,7 @@ mod tests {
     #[test]
     fn the_sampled_estimate_is_within_its_stated_error() {
         let rate = 64 << 10;
-        let mut x = 0x0ddb_a11c_afe5_eedu64;
+        let mut x = 0x00dd_ba11_cafe_5eed_u64;
         for round in 0..4 {
             let mut truth = 0u64;
             let mut estimate = Estimate::default();
