@@ -71,8 +71,9 @@ pub struct RunArgs {
     /// Fault-injection sweep: count the program's allocations, then run it
     /// once per allocation k with the kth failing (a stratified sample of k
     /// when there are many), in parallel; report each unhandled failure
-    /// (crash or hang) by its malloc's call site. Exits 1 when any run did not
-    /// handle its failure.
+    /// (crash or hang) by its malloc's call site. With --check, also each run
+    /// that leaked a block the run without a failure does not (leaked). Exits 1
+    /// when any run did not handle its failure.
     #[arg(long, conflicts_with_all = ["fail", "plot"])]
     pub fail_sweep: bool,
 

@@ -312,9 +312,15 @@ pub fn draw_flame_graph(
                 continue;
             }
             let mut line = format!("pid {}", p.pid);
-            for frame in site.stack.iter().rev() {
+            // Callers by function alone, so that one function's calls merge into one frame;
+            // the call of malloc with its file and line.
+            for (depth, frame) in site.stack.iter().enumerate().rev() {
+                let name = match (&frame.function, depth) {
+                    (Some(function), 1..) => function.clone(),
+                    _ => frame_name(frame),
+                };
                 line.push(';');
-                line.push_str(&frame_name(frame).replace(';', ":"));
+                line.push_str(&name.replace(';', ":"));
             }
             let _ = write!(line, " {weight}");
             lines.push(line);
