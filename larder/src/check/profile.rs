@@ -456,22 +456,10 @@ fn map_tables(t: &mut Tables) -> bool {
     let sites = SITE_SLOTS * core::mem::size_of::<Site>();
     let live = LIVE_SLOTS * core::mem::size_of::<LiveBlock>();
     let filter = FILTER_SLOTS * core::mem::size_of::<AtomicU32>();
-    // SAFETY: an anonymous private mapping with no address hint; zeroed memory is an empty
-    // table (hash 0 and addr 0 mark free slots) and zero counters.
-    let p = unsafe {
-        libc::mmap(
-            core::ptr::null_mut(),
-            sites + live + filter,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
+    // Zeroed memory is an empty table (hash 0 and addr 0 mark free slots) and zero counters.
+    let Some(base) = map_zeroed(sites + live + filter) else {
         return false;
-    }
-    let base = p.cast::<u8>();
+    };
     t.sites = base.cast();
     // SAFETY: the offsets lie inside the mapping, and each table's start is aligned (every
     // size above is a multiple of 64).
@@ -484,6 +472,23 @@ fn map_tables(t: &mut Tables) -> bool {
     unsafe { (*t.sites).hash = 1 };
     t.sites_used = 1;
     true
+}
+
+/// `bytes` of zeroed read-write memory from the OS (reserved, backed as touched), never from
+/// the heap; `None` when the OS refuses.
+fn map_zeroed(bytes: usize) -> Option<*mut u8> {
+    // SAFETY: an anonymous private mapping with no address hint touches no existing memory.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    (p != libc::MAP_FAILED).then_some(p.cast())
 }
 
 fn stack_hash(stack: &Backtrace) -> u64 {
@@ -655,21 +660,10 @@ pub fn at_exit() {
             return;
         }
         let bytes = t.sites_used.max(1) * core::mem::size_of::<Site>();
-        // SAFETY: an anonymous private mapping with no address hint.
-        let p = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
+        let Some(copy) = map_zeroed(bytes) else {
             return;
-        }
-        let copy = p.cast::<Site>();
+        };
+        let copy = copy.cast::<Site>();
         let mut len = 0;
         for i in 0..SITE_SLOTS {
             // SAFETY: `i < SITE_SLOTS`, in the mapped table; the lock is held.
@@ -820,18 +814,7 @@ mod tests {
     fn the_live_table_forgets_what_it_held_and_keeps_the_rest() {
         // A table of its own (not the process's).
         let live_bytes = LIVE_SLOTS * core::mem::size_of::<LiveBlock>();
-        // SAFETY: an anonymous private mapping, unmapped at the end of the test.
-        let p = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                live_bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED);
+        let p = map_zeroed(live_bytes).expect("a mapping");
         let mut t = Tables {
             sites: core::ptr::null_mut(),
             live: p.cast(),
@@ -864,6 +847,6 @@ mod tests {
         }
         assert_eq!(t.live_used, 0);
         // SAFETY: mapped above, no longer used.
-        unsafe { libc::munmap(p, live_bytes) };
+        unsafe { libc::munmap(p.cast(), live_bytes) };
     }
 }
