@@ -98,6 +98,11 @@ pub fn run_with_summary(args: &RunArgs) -> Result<u8, Failure> {
     }
     if args.profile {
         let mut profiles = crate::profile::parse_profiles(&report_text);
+        for record in &records {
+            if let Some(profile) = profiles.get_mut(&record.pid) {
+                profile.name = Some(record.name.clone());
+            }
+        }
         crate::profile::symbolize(&mut profiles, &lib);
         if let Some(path) = &args.flame {
             let title = format!("larder --profile: {}", command_title(&args.command));

@@ -87,6 +87,8 @@ fn frame_name(f: &Frame) -> String {
 pub struct ProcessProfile {
     /// Its process id.
     pub pid: u32,
+    /// Its program's name, from its heap record (absent when it wrote none).
+    pub name: Option<String>,
     /// The mean bytes between samples.
     pub rate_bytes: u64,
     /// Samples taken.
@@ -152,6 +154,7 @@ pub fn parse_profiles(text: &str) -> BTreeMap<u32, ProcessProfile> {
                 pid as u32,
                 ProcessProfile {
                     pid: pid as u32,
+                    name: None,
                     rate_bytes: rate,
                     samples: number(&f, "samples").unwrap_or(0),
                     dropped: number(&f, "dropped").unwrap_or(0),
@@ -251,8 +254,8 @@ pub fn write_text(
     for p in ordered {
         let _ = writeln!(
             out,
-            "  profile       pid {}: {} samples, one per {} allocated on average{}",
-            p.pid,
+            "  profile       {}: {} samples, one per {} allocated on average{}",
+            process_name(p),
             p.samples,
             bytes(p.rate_bytes),
             if p.dropped > 0 {
@@ -296,6 +299,14 @@ pub fn write_text(
     }
 }
 
+/// `name (pid N)`, or `pid N` without a name.
+fn process_name(p: &ProcessProfile) -> String {
+    match &p.name {
+        Some(name) => format!("{name} (pid {})", p.pid),
+        None => format!("pid {}", p.pid),
+    }
+}
+
 /// Draws a flame graph of `measure` over every process's sites to `path`: the
 /// root frames are the processes, then each stack from the outermost frame in.
 pub fn draw_flame_graph(
@@ -311,7 +322,7 @@ pub fn draw_flame_graph(
             if weight == 0 {
                 continue;
             }
-            let mut line = format!("pid {}", p.pid);
+            let mut line = process_name(p).replace(';', ":");
             // Callers by function alone, so that one function's calls merge into one frame;
             // the call of malloc with its file and line.
             for (depth, frame) in site.stack.iter().enumerate().rev() {

@@ -656,33 +656,7 @@ fn forget(addr: usize) {
 pub fn at_exit() {
     let (copy, len, header) = {
         let t = TABLES.lock();
-        if t.sites.is_null() {
-            return;
-        }
-        let bytes = t.sites_used.max(1) * core::mem::size_of::<Site>();
-        let Some(copy) = map_zeroed(bytes) else {
-            return;
-        };
-        let copy = copy.cast::<Site>();
-        let mut len = 0;
-        for i in 0..SITE_SLOTS {
-            // SAFETY: `i < SITE_SLOTS`, in the mapped table; the lock is held.
-            let site = unsafe { &*t.sites.add(i) };
-            if site.hash != 0 && site.allocated.samples > 0 && len < t.sites_used {
-                let mut site = *site;
-                if site.peak_epoch != t.epoch {
-                    site.at_peak = site.live;
-                }
-                // SAFETY: `len < sites_used`, inside the copy's mapping.
-                unsafe { copy.add(len).write(site) };
-                len += 1;
-            }
-        }
-        (
-            copy,
-            len,
-            [t.samples, t.dropped, t.live_bytes, t.peak_bytes],
-        )
+        copy_sites(&t)
     };
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() } as u64;
@@ -728,8 +702,39 @@ pub fn at_exit() {
         }
         r.append_to_report_file();
     }
-    // SAFETY: the copy was mapped above with this length and is not used after.
-    unsafe { libc::munmap(copy.cast(), len.max(1) * core::mem::size_of::<Site>()) };
+    if !copy.is_null() {
+        // SAFETY: `copy_sites` mapped the copy with this length; it is not used after.
+        unsafe { libc::munmap(copy.cast(), len.max(1) * core::mem::size_of::<Site>()) };
+    }
+}
+
+/// The sites with samples, copied into a mapping of `len.max(1)` sites (null when there is
+/// nothing to copy or no memory: then only the header is written), their live figures at the
+/// peak resolved; and the header's figures.
+fn copy_sites(t: &Tables) -> (*mut Site, usize, [u64; 4]) {
+    let header = [t.samples, t.dropped, t.live_bytes, t.peak_bytes];
+    if t.sites.is_null() {
+        return (core::ptr::null_mut(), 0, header);
+    }
+    let Some(copy) = map_zeroed(t.sites_used.max(1) * core::mem::size_of::<Site>()) else {
+        return (core::ptr::null_mut(), 0, header);
+    };
+    let copy = copy.cast::<Site>();
+    let mut len = 0;
+    for i in 0..SITE_SLOTS {
+        // SAFETY: `i < SITE_SLOTS`, in the mapped table; the caller holds the lock.
+        let site = unsafe { &*t.sites.add(i) };
+        if site.hash != 0 && site.allocated.samples > 0 && len < t.sites_used {
+            let mut site = *site;
+            if site.peak_epoch != t.epoch {
+                site.at_peak = site.live;
+            }
+            // SAFETY: `len < sites_used`, inside the copy's mapping.
+            unsafe { copy.add(len).write(site) };
+            len += 1;
+        }
+    }
+    (copy, len, header)
 }
 
 /// Fork handlers: the tables' lock is held across `fork`, so the child's copy is consistent.
