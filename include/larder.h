@@ -60,8 +60,14 @@
  *                                   appends live, committed bytes and RSS
  *                                   every N ms, for `larder run --plot`
  *                                   (format in larder-c/src/timeline.rs)
- * LARDER_FAIL and LARDER_FAIL_LOG, like the check-mode variables, are acted
- * on by the check-mode library (liblarder_check.so) only. */
+ *   LARDER_PROFILE=BYTES            heap profile: sample one allocation per
+ *                                   BYTES on average (0: off), with its stack;
+ *                                   sites written to LARDER_REPORT_FILE at exit
+ *                                   (`larder run --profile` sets 512K; format
+ *                                   in larder/src/check/profile.rs)
+ * LARDER_FAIL, LARDER_FAIL_LOG and LARDER_PROFILE, like the check-mode
+ * variables, are acted on by the check-mode library (liblarder_check.so)
+ * only; with LARDER_PROFILE set its checks are off. */
 #ifndef LARDER_H
 #define LARDER_H
 

@@ -6,6 +6,10 @@
 //! different [`backend`]: check mode's entry points (`larder::check`) instead
 //! of the core's. One copy of the rules, two libraries, and the default one
 //! pays nothing for the checks.
+//!
+//! With `LARDER_PROFILE=RATE` the same library is a heap profiler instead (`larder run
+//! --profile`): blocks come from the core unchecked, one allocation per RATE bytes on average
+//! is sampled with its stack (`larder::check::profile`), and the sites are written at exit.
 
 #[path = "../../larder-c/src/c_rules.rs"]
 pub mod c_rules;
@@ -21,13 +25,92 @@ pub mod line;
 pub mod timeline;
 
 pub mod backend {
-    //! The entry points the C rules sit on: check mode's.
-    pub use larder_core::check::{alloc, alloc_zeroed, free, owns, realloc, usable_size};
+    //! The entry points the C rules sit on: check mode's, or, with `LARDER_PROFILE` set, the
+    //! sampling profiler's (the core's blocks, no checks). One branch on an option read once
+    //! decides; the default liblarder.so has neither.
+    pub use larder_core::check::owns;
+    use larder_core::check::{self, profile};
     pub use larder_core::raw::write_stats;
-    /// Check mode needs the requested size: what lies past it is redzone.
+    /// Check mode needs the requested size: what lies past it is redzone. The profiler
+    /// samples requested sizes, and rounds them for the core itself.
     pub const EXACT_SIZES: bool = true;
+
+    /// `size` bytes aligned to `align`.
+    ///
+    /// # Safety
+    /// As `larder::check::alloc`.
+    #[inline(always)]
+    pub unsafe fn alloc(size: usize, align: usize) -> *mut u8 {
+        if profile::enabled() {
+            // SAFETY: the caller's contract is the profiler's.
+            unsafe { profile::alloc(size, align) }
+        } else {
+            // SAFETY: the caller's contract is check mode's.
+            unsafe { check::alloc(size, align) }
+        }
+    }
+
+    /// As [`alloc`], zeroed.
+    ///
+    /// # Safety
+    /// As [`alloc`].
+    #[inline(always)]
+    pub unsafe fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
+        if profile::enabled() {
+            // SAFETY: the caller's contract is the profiler's.
+            unsafe { profile::alloc_zeroed(size, align) }
+        } else {
+            // SAFETY: the caller's contract is check mode's.
+            unsafe { check::alloc_zeroed(size, align) }
+        }
+    }
+
+    /// Frees a block.
+    ///
+    /// # Safety
+    /// As `larder::check::free`.
+    #[inline(always)]
+    pub unsafe fn free(ptr: *mut u8) {
+        if profile::enabled() {
+            // SAFETY: the caller's contract is the profiler's.
+            unsafe { profile::free(ptr) }
+        } else {
+            // SAFETY: the caller's contract is check mode's.
+            unsafe { check::free(ptr) }
+        }
+    }
+
+    /// Resizes a block.
+    ///
+    /// # Safety
+    /// As `larder::check::realloc`.
+    #[inline(always)]
+    pub unsafe fn realloc(ptr: *mut u8, new_size: usize, align: usize) -> *mut u8 {
+        if profile::enabled() {
+            // SAFETY: the caller's contract is the profiler's.
+            unsafe { profile::realloc(ptr, new_size, align) }
+        } else {
+            // SAFETY: the caller's contract is check mode's.
+            unsafe { check::realloc(ptr, new_size, align) }
+        }
+    }
+
+    /// The usable size of a live block.
+    ///
+    /// # Safety
+    /// As `larder::check::usable_size`.
+    pub unsafe fn usable_size(ptr: *const u8) -> usize {
+        if profile::enabled() {
+            // SAFETY: the profiler's blocks are the core's.
+            unsafe { larder_core::raw::usable_size(ptr) }
+        } else {
+            // SAFETY: the caller's contract is check mode's.
+            unsafe { check::usable_size(ptr) }
+        }
+    }
+
     pub use larder_core::raw::SMALL_FAST_MAX;
-    /// Check mode has no unchecked fast path: every request takes `alloc`.
+    /// Check mode and the profiler have no unchecked fast path: every request takes `alloc`.
     #[inline(always)]
     pub fn alloc_small_fast(_size: usize) -> *mut u8 {
         core::ptr::null_mut()
@@ -45,7 +128,11 @@ static GLOBAL: larder_core::Larder = larder_core::Larder;
 static CHECK_AT_EXIT: extern "C" fn() = check_at_exit;
 
 extern "C" fn check_at_exit() {
-    larder_core::check::at_exit();
+    if larder_core::check::profile::enabled() {
+        larder_core::check::profile::at_exit();
+    } else {
+        larder_core::check::at_exit();
+    }
 }
 
 /// Run by the dynamic linker before `main`: check mode's fork handlers.

@@ -52,6 +52,9 @@ pub fn run_with_summary(args: &RunArgs) -> Result<u8, Failure> {
     if args.keep_going {
         environment.push(("LARDER_CHECK_ERRORS", OsString::from("continue")));
     }
+    if args.profile {
+        environment.push(("LARDER_PROFILE", profile_rate(&args.profile_rate)?));
+    }
     let default_lib = if environment.is_empty() && !args.check {
         "liblarder.so"
     } else {
@@ -84,20 +87,7 @@ pub fn run_with_summary(args: &RunArgs) -> Result<u8, Failure> {
     let records = parse_records(&report_text);
     if let Some(path) = &args.plot {
         let timeline = plot::parse_timeline(&report_text, start_us);
-        let title = format!(
-            "larder: heap of {}",
-            args.command
-                .iter()
-                .map(|a| a.to_string_lossy())
-                .collect::<Vec<_>>()
-                .join(" ")
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-                .chars()
-                .take(60)
-                .collect::<String>()
-        );
+        let title = format!("larder: heap of {}", command_title(&args.command));
         plot::draw(path, &title, outcome.pid, &timeline)?;
     }
     let mut summary = Summary::new(&args.command, &outcome, &records);
@@ -105,6 +95,21 @@ pub fn run_with_summary(args: &RunArgs) -> Result<u8, Failure> {
         let mut errors = parse_errors(&report_text);
         Symbolizer::default().symbolize(&mut errors);
         summary.errors = Some(errors);
+    }
+    if args.profile {
+        let mut profiles = crate::profile::parse_profiles(&report_text);
+        for record in &records {
+            if let Some(profile) = profiles.get_mut(&record.pid) {
+                profile.name = Some(record.name.clone());
+            }
+        }
+        crate::profile::symbolize(&mut profiles, &lib);
+        if let Some(path) = &args.flame {
+            let title = format!("larder --profile: {}", command_title(&args.command));
+            crate::profile::draw_flame_graph(path, &profiles, args.flame_of, &title)?;
+        }
+        summary.profile = Some(profiles);
+        summary.profile_top = args.profile_top;
     }
     let text = if args.json {
         summary.to_json()
@@ -124,6 +129,33 @@ pub fn run_with_summary(args: &RunArgs) -> Result<u8, Failure> {
         }
     }
     Ok(outcome.exit_status())
+}
+
+/// The command line in one short line, for a picture's title.
+fn command_title(command: &[OsString]) -> String {
+    command
+        .iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(60)
+        .collect()
+}
+
+/// `--profile-rate`, checked here with the library's own parser (a bad value
+/// would otherwise only be warned about in the program, and profiling left off).
+fn profile_rate(rate: &str) -> Result<OsString, Failure> {
+    match larder::options::parse_size(rate.as_bytes()) {
+        Some(bytes) if bytes > 0 => Ok(OsString::from(bytes.to_string())),
+        _ => Err(Failure::with_status(
+            format!("--profile-rate {rate}: expected a size above 0 such as 512K"),
+            2,
+        )),
+    }
 }
 
 /// The check-mode library, which fault injection and profiling run on (the default library's

@@ -20,7 +20,7 @@ pub enum Command {
     /// Run a program with larder as its malloc, then summarise its heap:
     /// allocations and frees, peak live bytes, bytes live at exit, peak RSS, time.
     #[command(after_help = environment_help())]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run larder's benchmarks (the larder-bench program beside this one);
     /// every argument is passed on to it.
     Bench(BenchArgs),
@@ -71,8 +71,9 @@ pub struct RunArgs {
     /// Fault-injection sweep: count the program's allocations, then run it
     /// once per allocation k with the kth failing (a stratified sample of k
     /// when there are many), in parallel; report each unhandled failure
-    /// (crash or hang) by its malloc's call site. Exits 1 when any run did not
-    /// handle its failure.
+    /// (crash or hang) by its malloc's call site. With --check, also each run
+    /// that leaked a block the run without a failure does not (leaked). Exits 1
+    /// when any run did not handle its failure.
     #[arg(long, conflicts_with_all = ["fail", "plot"])]
     pub fail_sweep: bool,
 
@@ -97,6 +98,35 @@ pub struct RunArgs {
         requires = "fail_sweep"
     )]
     pub timeout: u64,
+
+    /// Heap profile: sample one allocation per --profile-rate bytes on
+    /// average (exponential intervals, as tcmalloc and jemalloc do) with its
+    /// stack, and report the top allocation sites by bytes live at the peak,
+    /// live at exit and allocated, as estimates with their standard errors.
+    /// Runs on liblarder_check.so with its checks off.
+    #[arg(long, conflicts_with_all = ["check", "fail", "fail_sweep"])]
+    pub profile: bool,
+
+    /// With --profile: the mean bytes allocated between samples (suffix K, M, G).
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value = "512K",
+        requires = "profile"
+    )]
+    pub profile_rate: String,
+
+    /// With --profile: how many sites to list for each measure.
+    #[arg(long, value_name = "N", default_value_t = 10, requires = "profile")]
+    pub profile_top: usize,
+
+    /// With --profile: draw a flame graph (SVG) of the sampled stacks to FILE.
+    #[arg(long, value_name = "FILE", requires = "profile")]
+    pub flame: Option<PathBuf>,
+
+    /// What the flame graph weighs: bytes live at the peak, live at exit, or allocated.
+    #[arg(long, value_enum, default_value = "peak", requires = "flame")]
+    pub flame_of: crate::profile::Measure,
 
     /// The program to run and its arguments (after `--` when they start with `-`).
     #[arg(
@@ -168,6 +198,19 @@ mod tests {
         };
         assert_eq!(args.fail.as_deref(), Some("nth:3"));
         assert!(args.fail_log);
+    }
+
+    #[test]
+    fn profile_options_need_profile_and_exclude_check() {
+        assert!(Cli::try_parse_from(["larder", "run", "--flame", "f.svg", "ls"]).is_err());
+        assert!(Cli::try_parse_from(["larder", "run", "--profile", "--check", "ls"]).is_err());
+        let cli = Cli::parse_from(["larder", "run", "--profile", "--flame", "f.svg", "ls"]);
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert!(args.profile);
+        assert_eq!(args.profile_rate, "512K");
+        assert_eq!(args.flame_of, crate::profile::Measure::Peak);
     }
 
     #[test]

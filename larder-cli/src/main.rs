@@ -5,7 +5,7 @@
 //! Modules: [`cli`] (the arguments), [`locate`] (finding liblarder.so and
 //! larder-bench beside this executable), [`child`] (running the program and
 //! measuring it), [`heap_record`] (reading what the library wrote at exit),
-//! [`summary`] (what is printed), [`sweep`] (`--fail-sweep`), [`plot`] (the `--plot` picture), [`bench`]
+//! [`summary`] (what is printed), [`sweep`] (`--fail-sweep`), [`plot`] (the `--plot` picture), [`profile`] (`--profile`), [`bench`]
 //! (handing over to larder-bench).
 
 mod bench;
@@ -15,6 +15,7 @@ mod cli;
 mod heap_record;
 mod locate;
 mod plot;
+mod profile;
 mod summary;
 mod sweep;
 

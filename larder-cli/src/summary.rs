@@ -2,6 +2,7 @@
 //! counted it (from the program's own exit record), its peak RSS and times,
 //! and a line for any other processes it started that also ran on larder.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt::Write;
 
@@ -10,6 +11,7 @@ use serde::Serialize;
 use crate::check_record::ErrorRecord;
 use crate::child::ChildOutcome;
 use crate::heap_record::HeapRecord;
+use crate::profile::ProcessProfile;
 
 /// Everything the summary says, in the form `--json` writes it.
 #[derive(Debug, Serialize)]
@@ -38,6 +40,12 @@ pub struct Summary {
     /// With `--check`: the errors check mode reported, frames symbolised.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<ErrorRecord>>,
+    /// With `--profile`: the sampled heap profile of each process, by pid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<BTreeMap<u32, ProcessProfile>>,
+    /// How many sites the text lists for each measure.
+    #[serde(skip)]
+    pub profile_top: usize,
 }
 
 /// The other processes on larder, added up.
@@ -79,6 +87,8 @@ impl Summary {
             heap,
             other_processes: others,
             errors: None,
+            profile: None,
+            profile_top: 10,
         }
     }
 
@@ -142,6 +152,9 @@ impl Summary {
         );
         if let Some(errors) = &self.errors {
             crate::check_record::write_text(&mut out, errors);
+        }
+        if let Some(profiles) = &self.profile {
+            crate::profile::write_text(&mut out, profiles, self.pid, self.profile_top);
         }
         let others = &self.other_processes;
         if others.count > 0 {

@@ -5,7 +5,11 @@
 //! signal) or hung (killed after the timeout). Unhandled runs are grouped by
 //! the failing allocation's call site, the first frame outside the library,
 //! named from its debug info (check mode's `Symbolizer`), so one report line is one unhandled malloc in the
-//! source. The sweep exits 0 when every run handled its failure, 1 otherwise.
+//! source. With `--check`, check mode's leak search runs at each exit too, and a run that
+//! exited but leaked a block the run without an injected failure does not leak (an
+//! allocation stack of a "definitely lost" record that the counting run has not) is leaked:
+//! the cleanup path of that failure forgot a free. The sweep exits 0 when every run handled
+//! its failure, 1 otherwise.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -43,6 +47,9 @@ pub enum Outcome {
     },
     /// Still running at the timeout.
     Hung,
+    /// It exited, but (with `--check`) left blocks unreachable that the run without an
+    /// injected failure does not.
+    Leaked,
 }
 
 /// One unhandled failing allocation site and the runs that show it.
@@ -56,6 +63,9 @@ struct Site {
     allocations: Vec<u64>,
     /// The backtrace of the first of them, module+offset, innermost first.
     backtrace: Vec<String>,
+    /// For a leak: where the first run's leaked block was allocated, named as `site` is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    leaked_block: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -76,7 +86,9 @@ pub fn run(args: &RunArgs) -> Result<u8, Failure> {
     };
     let start = Instant::now();
     let timeout = Duration::from_secs(args.timeout);
-    let (_, report) = run_once(&args.command, &lib, NEVER, timeout)?;
+    let (_, report) = run_once(&args.command, &lib, NEVER, timeout, args.check)?;
+    // The program's own leaks, which no injected failure is to blame for.
+    let baseline = leak_stacks(&report);
     let total = report
         .lines()
         .filter_map(|l| l.strip_prefix("larder-fail-count v1 "))
@@ -110,7 +122,13 @@ pub fn run(args: &RunArgs) -> Result<u8, Failure> {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(&k) = ks.get(i) else { break };
-                match run_once(&args.command, &lib, &format!("nth:{k}"), timeout) {
+                match run_once(
+                    &args.command,
+                    &lib,
+                    &format!("nth:{k}"),
+                    timeout,
+                    args.check,
+                ) {
                     Ok((outcome, report)) => {
                         results.lock().unwrap().push((k, outcome, report));
                     }
@@ -133,24 +151,21 @@ pub fn run(args: &RunArgs) -> Result<u8, Failure> {
     let mut symbols = Symbolizer::default();
     let mut sites: BTreeMap<(String, String), Site> = BTreeMap::new();
     let mut handled = 0;
-    for (k, outcome, report) in &results {
+    for (k, outcome, report) in &mut results {
+        let new_leak = leak_stacks(report)
+            .into_iter()
+            .find(|stack| !baseline.contains(stack));
+        if *outcome == Outcome::Handled && new_leak.is_some() {
+            *outcome = Outcome::Leaked;
+        }
         if *outcome == Outcome::Handled {
             handled += 1;
             continue;
         }
         let frames = failing_frames(report, *k);
-        let site = check_record::frames(&frames.join(";"))
-            .into_iter()
-            .find(|f| !f.module.ends_with("liblarder_check.so"))
-            .map(|mut f| {
-                symbols.frame(&mut f);
-                match (f.function, f.location) {
-                    (Some(function), Some(location)) => format!("{function} at {location}"),
-                    (Some(function), None) => format!("{function} in {}", f.module),
-                    _ => format!("{}+{:#x}", f.module, f.offset),
-                }
-            })
+        let site = first_program_frame(&frames.join(";"), &mut symbols)
             .unwrap_or_else(|| "(no backtrace recorded)".to_string());
+        let leaked_block = new_leak.and_then(|stack| first_program_frame(&stack, &mut symbols));
         let key = (site.clone(), format!("{outcome:?}"));
         sites
             .entry(key)
@@ -159,6 +174,7 @@ pub fn run(args: &RunArgs) -> Result<u8, Failure> {
                 outcome: outcome.clone(),
                 allocations: Vec::new(),
                 backtrace: frames.clone(),
+                leaked_block,
             })
             .allocations
             .push(*k);
@@ -203,6 +219,7 @@ fn to_text(report: &Report) -> String {
         let how = match &site.outcome {
             Outcome::Crashed { signal } => format!("crashed ({signal})"),
             Outcome::Hung => "hung".to_string(),
+            Outcome::Leaked => "leaked".to_string(),
             Outcome::Handled => "handled".to_string(),
         };
         let ks: Vec<String> = site
@@ -222,6 +239,9 @@ fn to_text(report: &Report) -> String {
                 ""
             },
         );
+        if let Some(block) = &site.leaked_block {
+            out += &format!("  {:<18} the lost block was allocated in {block}\n", "");
+        }
     }
     out
 }
@@ -257,6 +277,7 @@ fn run_once(
     lib: &Path,
     spec: &str,
     timeout: Duration,
+    leaks: bool,
 ) -> Result<(Outcome, String), Failure> {
     let (program, program_args) = command
         .split_first()
@@ -272,7 +293,7 @@ fn run_once(
         .env("LARDER_FAIL", spec)
         .env("LARDER_QUARANTINE", "0")
         .env("LARDER_GUARD", "off")
-        .env("LARDER_LEAKS", "off")
+        .env("LARDER_LEAKS", if leaks { "on" } else { "off" })
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -330,6 +351,33 @@ fn field<'a>(fields: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))
 }
 
+/// The first frame of `frames` (`module+0xoff;...`) outside the library, named: `function at
+/// file:line` from the debug info, else the module and offset.
+fn first_program_frame(frames: &str, symbols: &mut Symbolizer) -> Option<String> {
+    check_record::frames(frames)
+        .into_iter()
+        .find(|f| !f.module.ends_with("liblarder_check.so"))
+        .map(|mut f| {
+            symbols.frame(&mut f);
+            match (f.function, f.location) {
+                (Some(function), Some(location)) => format!("{function} at {location}"),
+                (Some(function), None) => format!("{function} in {}", f.module),
+                _ => format!("{}+{:#x}", f.module, f.offset),
+            }
+        })
+}
+
+/// The allocation stacks of the "definitely lost" blocks check mode reported
+/// (`larder-leak v1 ... kind=definite ... alloc=FRAMES`).
+fn leak_stacks(report: &str) -> std::collections::BTreeSet<String> {
+    report
+        .lines()
+        .filter_map(|l| l.strip_prefix("larder-leak v1 "))
+        .filter(|l| field(l, "kind") == Some("definite"))
+        .filter_map(|l| field(l, "alloc").map(str::to_owned))
+        .collect()
+}
+
 /// The backtrace (module+0xoffset frames) of the injected failure number k.
 fn failing_frames(report: &str, k: u64) -> Vec<String> {
     let k = k.to_string();
@@ -365,5 +413,15 @@ mod tests {
                       larder-fail v1 pid=1 n=3 size=8 at=/lib/x.so+0x11;/bin/p+0x30\n";
         assert_eq!(failing_frames(report, 3), ["/lib/x.so+0x11", "/bin/p+0x30"]);
         assert!(failing_frames(report, 4).is_empty());
+    }
+
+    #[test]
+    fn only_definite_leaks_are_taken_by_their_allocation_stack() {
+        let report =
+            "larder-leak v1 pid=1 kind=definite bytes=32 blocks=1 alloc=/bin/p+0x10;/bin/p+0x20\n\
+                      larder-leak v1 pid=1 kind=indirect bytes=8 blocks=1 alloc=/bin/p+0x30\n";
+        let stacks = leak_stacks(report);
+        assert_eq!(stacks.len(), 1);
+        assert!(stacks.contains("/bin/p+0x10;/bin/p+0x20"));
     }
 }

@@ -369,3 +369,64 @@ fn the_sweep_finds_exactly_the_unhandled_site_and_nothing_when_all_are_handled()
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains(" 0 unhandled sites"), "{stderr}");
 }
+
+/// tests/c/fail/leak_on_failure.c, as is (one cleanup path forgets its frees) or fixed.
+fn leak_program(fixed: bool) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/c/fail/leak_on_failure.c");
+    let name = if fixed {
+        "leak_fixed"
+    } else {
+        "leak_on_failure"
+    };
+    let program = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let mut cc = Command::new("cc");
+    cc.args(["-O1", "-g", "-o"]).arg(&program).arg(&source);
+    if fixed {
+        cc.arg("-DFREE_ON_FAILURE");
+    }
+    assert!(cc.status().expect("cc runs").success());
+    program
+}
+
+#[test]
+fn the_sweep_with_check_finds_the_cleanup_path_that_leaks_and_nothing_when_fixed() {
+    let leaky = leak_program(false);
+    let output = larder_run(
+        &["--fail-sweep", "--check", "--json"],
+        &[leaky.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let json: Value = serde_json::from_str(&stderr[stderr.find('{').unwrap()..]).unwrap();
+    let sites = json["unhandled_sites"].as_array().unwrap();
+    assert_eq!(sites.len(), 1, "{stderr}");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/c/fail/leak_on_failure.c");
+    let text = std::fs::read_to_string(source).unwrap();
+    let line_of = |needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let site = sites[0]["site"].as_str().unwrap();
+    assert!(site.starts_with("make_pair at "), "{site}");
+    assert!(
+        site.ends_with(&format!(
+            "leak_on_failure.c:{}",
+            line_of("p->value = malloc(")
+        )),
+        "{site}"
+    );
+    assert_eq!(sites[0]["outcome"], "leaked");
+    assert_eq!(sites[0]["allocations"], serde_json::json!([3]));
+    // The block lost is the pair itself (its key is only indirectly lost).
+    let block = sites[0]["leaked_block"].as_str().unwrap();
+    assert!(
+        block.ends_with(&format!("leak_on_failure.c:{}", line_of("*p = malloc("))),
+        "{block}"
+    );
+    // Without --check the same sweep cannot see leaks: every run exits cleanly.
+    let output = larder_run(&["--fail-sweep"], &[leaky.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0));
+
+    let fixed = leak_program(true);
+    let output = larder_run(&["--fail-sweep", "--check"], &[fixed.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(" 0 unhandled sites"), "{stderr}");
+}

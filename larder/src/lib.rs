@@ -24,7 +24,8 @@
 //! - `options`: every `LARDER_*` variable, one typed table;
 //! - `global` (`Larder`), `raw` (for the C library): the public faces;
 //! - `check`: check mode (`Checked`, `liblarder_check.so`), a layer over `alloc` that finds heap
-//!   bugs (redzones, quarantine, double and invalid frees, backtraces);
+//!   bugs (redzones, quarantine, double and invalid frees, backtraces), and its heap profiler
+//!   (`check::profile`: sampled allocation sites, `LARDER_PROFILE`);
 //! - `kit`: allocation strategies (arena, pool, slab, buffer) and test wrappers.
 
 mod alloc;

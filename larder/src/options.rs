@@ -102,6 +102,8 @@ pub struct Options {
     pub fail_log: bool,
     /// `LARDER_TIMELINE_MS`: the timeline sampler's interval; 0 when off.
     pub timeline_ms: u64,
+    /// `LARDER_PROFILE`: the mean bytes between allocation samples; 0 when off.
+    pub profile_rate: u64,
 }
 
 impl Options {
@@ -117,6 +119,7 @@ impl Options {
         fail: Text::empty(),
         fail_log: false,
         timeline_ms: 0,
+        profile_rate: 0,
     };
 }
 
@@ -255,6 +258,16 @@ pub static VARIABLES: &[Variable] = &[
         default: "0",
         help: "every so many milliseconds, a thread of the library appends live bytes, committed bytes and RSS to LARDER_REPORT_FILE (larder run --plot sets it)",
         parse: |o, v| store_ms(&mut o.timeline_ms, v),
+    },
+    Variable {
+        name: "LARDER_PROFILE",
+        values: "bytes (suffix K, M or G; 0: off)",
+        default: "0",
+        help: "heap profiling (liblarder_check.so, its checks off): sample one allocation per so many bytes on average, with its stack, and append the sites' estimated bytes allocated, live at the peak and live at exit to LARDER_REPORT_FILE (larder run --profile sets 512K)",
+        parse: |o, v| {
+            o.profile_rate = parse_size(v).ok_or("expected a size such as 512K")?;
+            Ok(())
+        },
     },
 ];
 
@@ -450,6 +463,7 @@ mod tests {
             b"LARDER_LEAKS=off",
             b"LARDER_REPORT_FILE=/tmp/x",
             b"LARDER_FAIL=nth:3",
+            b"LARDER_PROFILE=512K",
         ]);
         assert_eq!(o.on_error, OnError::Warn);
         assert_eq!(o.purge_delay_ms, 50);
@@ -458,6 +472,7 @@ mod tests {
         assert!(!o.leaks);
         assert_eq!(o.report_file.as_c_str().unwrap().to_bytes(), b"/tmp/x");
         assert_eq!(o.fail.get(), Some(&b"nth:3"[..]));
+        assert_eq!(o.profile_rate, 512 << 10);
     }
 
     #[test]

@@ -41,4 +41,8 @@ for c in "$src"/check/*.c; do
   cc -O2 -g -Wall -Wextra -Werror -Wno-use-after-free -Wno-free-nonheap-object -pthread -rdynamic \
     -o "$out/check/$(basename "$c" .c)" "$c"
 done
+# The profiler's program of known allocation sites (larder-cli/tests/profile.rs checks the
+# figures; run.sh checks that the records are written).
+mkdir -p "$out/profile"
+cc "${cflags[@]}" -o "$out/profile/three_sites" "$src/profile/three_sites.c"
 echo "built the C test programs in $out"

@@ -188,6 +188,31 @@ if [ -f "$check_lib" ]; then
   run_test "api semantics under check mode" env LD_PRELOAD="$check_lib" "$out/api_semantics"
   # A tenth of the rounds: check mode fills each freed MiB with its poison byte.
   run_test "large blocks from four threads under check mode" env LD_PRELOAD="$check_lib" "$out/contended_large" 10000
+  # The same library as a heap profiler (LARDER_PROFILE): programs keep their results with one
+  # allocation in 4 KiB sampled (sampled frees, reallocs and forks on every path), and every
+  # process writes its profile. larder-cli/tests/profile.rs checks the estimates.
+  profile_case() {
+    local name=$1 want=$2
+    shift 2
+    local report
+    report=$(mktemp)
+    run_test "profiler: $name" env LD_PRELOAD="$check_lib" LARDER_PROFILE=4K LARDER_REPORT_FILE="$report" "$@"
+    local profiles sites
+    profiles=$(grep -c '^larder-profile v1' "$report")
+    sites=$(grep -c '^larder-site v1' "$report")
+    if [ "$profiles" -ge 1 ] && [ "$sites" -ge "$want" ]; then
+      passed=$((passed + 1))
+      echo "ok - profiler: $name wrote $profiles profile(s), $sites site(s)"
+    else
+      failed=$((failed + 1))
+      echo "not ok - profiler: $name wrote $profiles profile(s), $sites site(s) (want $want sites)"
+    fi
+    rm -f "$report"
+  }
+  profile_case "api semantics" 1 "$out/api_semantics"
+  profile_case "threads" 1 "$out/stress_threads"
+  profile_case "fork handlers" 1 "$out/fork_handlers"
+  profile_case "three sites" 3 "$out/profile/three_sites"
 else
   echo "# $check_lib not built: check-mode tests skipped"
 fi

@@ -4,6 +4,8 @@
 //!
 //! - [`backtrace`]: stacks captured without allocating, named through `dladdr`;
 //! - [`fail`]: fault injection (`LARDER_FAIL`): which allocations return null;
+//! - [`profile`]: heap profiling by sampled allocation sites (`LARDER_PROFILE`), with check
+//!   mode's own checks off;
 //! - `block`: the header, canary, redzones and poison of each checked block;
 //! - `leaks`: the live-block list and the conservative mark at exit;
 //! - `quarantine`: freed blocks held, poisoned, first in first out;
@@ -19,6 +21,7 @@ pub mod backtrace;
 mod block;
 pub mod fail;
 mod leaks;
+pub mod profile;
 mod quarantine;
 pub mod report;
 
@@ -122,15 +125,17 @@ pub fn at_exit() {
     }
 }
 
-/// Registers check mode's fork handlers (its two locks are held across `fork`, so a child of a
+/// Registers check mode's fork handlers (its locks are held across `fork`, so a child of a
 /// threaded program does not inherit them held). Call once at start-up, before threads:
 /// liblarder_check.so does, from `.init_array`.
 pub fn init() {
     extern "C" fn prepare() {
         quarantine::lock_for_fork();
         leaks::lock_for_fork();
+        profile::lock_for_fork();
     }
     extern "C" fn after() {
+        profile::unlock_after_fork();
         leaks::unlock_after_fork();
         quarantine::unlock_after_fork();
     }
