@@ -116,10 +116,12 @@ fn the_heap_figures_are_what_the_program_did() {
     let within_a_few = |d: i64| (50_000..=50_004).contains(&d);
     assert!(within_a_few(more_blocks.alloc_count - base.alloc_count));
     assert!(within_a_few(more_blocks.free_count - base.free_count));
-    // 50,000 more blocks, and 50,000 more pointers in the calloc'd array.
+    // 50,000 more blocks, and 50,000 more pointers in the calloc'd array. Small and medium
+    // blocks count their size class as requested (the fast paths keep no sizes): the base run's
+    // 16,000-byte array counts up to 12.5% more, so the difference may be that much short.
     let extra_requested = more_blocks.requested_bytes - base.requested_bytes;
     assert!(
-        (50_000 * (SIZE + 8)..=50_000 * (SIZE + 8) + 4096).contains(&extra_requested),
+        (50_000 * (SIZE + 8) - 2_000..=50_000 * (SIZE + 8) + 4096).contains(&extra_requested),
         "requested bytes grew by {extra_requested}"
     );
 
