@@ -236,7 +236,7 @@ pub unsafe fn free(block: *mut u8) {
 
 /// The owner's fast free, or the generic path. `requested` is the size asked for, or
 /// `u64::MAX` when unknown. With `CHECKED` (C's `free`, whose pointers nobody vouches for), an
-/// interior pointer is refused even on the owner's path, at the cost of two multiplies.
+/// interior pointer is refused even on the owner's path, at the cost of one multiply.
 #[inline(always)]
 unsafe fn free_in_segment<const CHECKED: bool>(seg: *mut Segment, block: *mut u8, requested: u64) {
     let heap = heap::current();

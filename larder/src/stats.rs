@@ -1,6 +1,8 @@
 //! Counters and reports. Each heap counts its own allocations and frees in plain (relaxed,
-//! owner-written) counters, so the fast path pays a few adds and no atomic read-modify-write;
-//! `stats()` sums the live heaps and the totals of exited ones. Memory figures (reserved,
+//! owner-written) counters. The fast paths do not touch them: a page's allocations and owner
+//! frees are added when the page is refilled, emptied or abandoned (`Page::count_into`), and
+//! `stats()` counts the calling thread's pages first, so its own figures are exact; it sums the
+//! live heaps and the totals of exited ones. Memory figures (reserved,
 //! committed) are global atomics updated on the slow paths that map, purge and unmap.
 
 use core::sync::atomic::{AtomicIsize, AtomicU64, AtomicUsize, Ordering};
@@ -12,10 +14,11 @@ pub struct Stats {
     pub alloc_count: u64,
     /// Blocks freed.
     pub free_count: u64,
-    /// Bytes asked for, summed over every allocation.
+    /// Bytes asked for, summed over every allocation: the size asked for of large and huge
+    /// blocks, the block size (the size class) of small and medium ones, whose requested sizes
+    /// the fast paths do not keep.
     pub requested_bytes: u64,
-    /// Bytes asked for by the blocks live now. Exact when frees say the size (Rust's
-    /// `dealloc`); C's `free` does not, so there the block size is subtracted instead.
+    /// `requested_bytes` of the blocks live now (block sizes for small and medium blocks).
     pub live_requested_bytes: u64,
     /// Bytes in live blocks (block sizes, as `usable_size` reports them).
     pub live_bytes: u64,
