@@ -39,7 +39,7 @@ static GLOBAL: larder_core::Larder = larder_core::Larder;
 static CHECK_AT_EXIT: extern "C" fn() = check_at_exit;
 
 extern "C" fn check_at_exit() {
-    larder_core::check::at_exit();
+    larder_core::check::at_exit_from_fini();
 }
 
 /// Run by the dynamic linker before `main`: check mode's fork handlers.

@@ -27,6 +27,7 @@ type TraceFn = extern "C" fn(ctx: *mut c_void, arg: *mut c_void) -> c_int;
 extern "C" {
     fn _Unwind_Backtrace(trace: TraceFn, arg: *mut c_void) -> c_int;
     fn _Unwind_GetIP(ctx: *mut c_void) -> usize;
+    fn _Unwind_GetCFA(ctx: *mut c_void) -> usize;
 }
 
 /// `_URC_NO_REASON` goes on walking; `_URC_END_OF_STACK` stops it.
@@ -85,6 +86,47 @@ impl Backtrace {
     pub fn frames(&self) -> &[usize] {
         &self.frames[..(self.len as usize).min(MAX_FRAMES)]
     }
+}
+
+struct OuterWalk<'a> {
+    inside: &'a dyn Fn(usize) -> bool,
+    top: usize,
+    frames: usize,
+}
+
+extern "C" fn on_outer_frame(ctx: *mut c_void, arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is the `OuterWalk` that `stack_above` passed, alive for the walk.
+    let walk = unsafe { &mut *arg.cast::<OuterWalk>() };
+    // SAFETY: `ctx` is the unwinder's context for the current frame.
+    let ip = unsafe { _Unwind_GetIP(ctx) };
+    walk.frames += 1;
+    if ip == 0 || walk.frames > 256 {
+        return URC_END_OF_STACK;
+    }
+    if !(walk.inside)(call_site(ip)) {
+        // The context of a frame holds its stack pointer at the call it is in: where the
+        // frame's own slots begin.
+        // SAFETY: as above.
+        walk.top = unsafe { _Unwind_GetCFA(ctx) };
+        return URC_END_OF_STACK;
+    }
+    URC_NO_REASON
+}
+
+/// Walks out from the caller through the frames whose code `inside` accepts, and returns the
+/// stack address where the first frame it does not accept begins (its stack pointer at the
+/// call it is in): everything below it on this thread's stack belongs to the accepted frames.
+/// `None` when the walk never left them (or could not unwind). Never allocates.
+#[inline(never)]
+pub fn stack_above(inside: &dyn Fn(usize) -> bool) -> Option<usize> {
+    let mut walk = OuterWalk {
+        inside,
+        top: 0,
+        frames: 0,
+    };
+    // SAFETY: `on_outer_frame` only touches `walk`, which outlives the call.
+    unsafe { _Unwind_Backtrace(on_outer_frame, (&mut walk as *mut OuterWalk).cast()) };
+    (walk.top != 0).then_some(walk.top)
 }
 
 /// Where a code address lies: its module's path and load base, and the nearest exported symbol.
@@ -166,6 +208,34 @@ mod tests {
     #[inline(never)]
     fn inner() -> Backtrace {
         Backtrace::capture(0)
+    }
+
+    /// `stack_above` accepting the frames of `stack_above` and of this function (pcs within
+    /// 4 KiB of their starts); also the address of a local of this frame.
+    #[inline(never)]
+    fn above_this_frame() -> (Option<usize>, usize) {
+        let marker = 0u64;
+        let local = core::hint::black_box(&marker) as *const u64 as usize;
+        let (here, own) = (
+            above_this_frame as fn() -> (Option<usize>, usize) as usize,
+            stack_above as fn(&dyn Fn(usize) -> bool) -> Option<usize> as usize,
+        );
+        let inside =
+            |pc: usize| (own..own + 4096).contains(&pc) || (here..here + 4096).contains(&pc);
+        (stack_above(&inside), local)
+    }
+
+    #[test]
+    fn stack_above_ends_where_the_first_frame_not_accepted_begins() {
+        let marker = 0u64;
+        let caller_local = core::hint::black_box(&marker) as *const u64 as usize;
+        let (top, callee_local) = above_this_frame();
+        let top = top.expect("the walk leaves the accepted frames");
+        assert!(
+            callee_local < top && top <= caller_local,
+            "{callee_local:#x} < {top:#x} <= {caller_local:#x}"
+        );
+        assert_eq!(stack_above(&|_| true), None);
     }
 
     #[test]

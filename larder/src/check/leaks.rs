@@ -209,9 +209,45 @@ fn read_maps(buf: &mut [u8]) -> usize {
     len
 }
 
+/// Where the calling thread's stack starts holding roots.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// Called by the program (`larder::check::at_exit` at the end of `main`): its frames are
+    /// live, from the stack pointer up.
+    Program,
+    /// Called from the library's `.fini_array` by the exit machinery (`exit`, ld.so's
+    /// `_dl_fini`): only the frames above the outermost of libc's, ld.so's and this library's
+    /// are the program's. The slots of the exit machinery's frames that it never writes still
+    /// hold whatever the program's deeper calls left there: with nodes of 64 KiB and more the
+    /// large-block path of malloc left a node's address in an unwritten slot of `_dl_fini`'s
+    /// frame, and that stale copy kept the indirectly lost nodes "reachable".
+    ExitMachinery,
+}
+
+/// The lowest stack address of the calling thread that holds roots.
+fn stack_roots_start(caller: Caller) -> usize {
+    let marker = 0usize;
+    let stack_pointer = core::hint::black_box(&marker) as *const usize as usize;
+    if caller == Caller::Program {
+        return stack_pointer;
+    }
+    let module_of = |pc: usize| super::backtrace::locate(pc).map(|l| l.base);
+    let own = module_of(stack_roots_start as fn(Caller) -> usize as usize);
+    let libc = module_of(libc::exit as unsafe extern "C" fn(core::ffi::c_int) -> ! as usize);
+    // SAFETY: getauxval has no preconditions; AT_BASE is ld.so's load base.
+    let loader = unsafe { libc::getauxval(libc::AT_BASE) } as usize;
+    let exit_machinery = |pc: usize| {
+        let m = module_of(pc);
+        m.is_some() && (m == own || m == libc || m == Some(loader))
+    };
+    super::backtrace::stack_above(&exit_machinery)
+        .unwrap_or(stack_pointer)
+        .max(stack_pointer)
+}
+
 /// Runs the leak check and reports what is lost; holds the live list's lock throughout, so
 /// threads still allocating wait.
-pub fn check() {
+pub fn check(caller: Caller) {
     let list = LIVE.lock();
     let n = list.count;
     let Some(mut table) = Mapped::new(n * core::mem::size_of::<Entry>()) else {
@@ -249,8 +285,7 @@ pub fn check() {
         work: work_map.slice(n),
         top: 0,
     };
-    let stack_marker = 0usize;
-    let stack_pointer = core::hint::black_box(&stack_marker) as *const usize as usize;
+    let stack_start = stack_roots_start(caller);
     for line in maps[..maps_len].split(|&c| c == b'\n') {
         let mut fields = line.split(|&c| c == b' ').filter(|f| !f.is_empty());
         let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
@@ -270,9 +305,10 @@ pub fn check() {
         // On the calling thread's stack only what lies above the stack pointer is live:
         // below it, frames that returned (the program's `main` among them at exit) still
         // hold stale copies of pointers, which made lost blocks look reachable
-        // (LeakSanitizer also starts at the stack pointer).
-        if (start..end).contains(&stack_pointer) {
-            start = stack_pointer & !7;
+        // (LeakSanitizer also starts at the stack pointer); see `Caller` for the frames
+        // above it that are left out too.
+        if (start..end).contains(&stack_start) {
+            start = stack_start & !7;
         }
         let mut page = start;
         while page < end {

@@ -113,12 +113,23 @@ pub unsafe fn usable_size(ptr: *const u8) -> usize {
 
 /// The checks at exit: blocks still in the quarantine are verified for writes after free, and
 /// live blocks no longer reachable are reported as leaks (unless `LARDER_LEAKS=off`).
-/// Call it once, at the end of the process (liblarder_check.so does, from `.fini_array`).
+/// Call it once, at the end of `main`.
 pub fn at_exit() {
+    exit_checks(leaks::Caller::Program);
+}
+
+/// As [`at_exit`], for a library's `.fini_array` function run by `exit` (liblarder_check.so's):
+/// the frames of the exit machinery on the stack are not roots of the leak mark.
+pub fn at_exit_from_fini() {
+    exit_checks(leaks::Caller::ExitMachinery);
+}
+
+#[inline(never)]
+fn exit_checks(caller: leaks::Caller) {
     fail::at_exit();
     quarantine::drain(leave_quarantine);
     if options::get().leaks {
-        leaks::check();
+        leaks::check(caller);
     }
 }
 
