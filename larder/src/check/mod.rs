@@ -5,6 +5,7 @@
 //! - [`backtrace`]: stacks captured without allocating, named through `dladdr`;
 //! - [`fail`]: fault injection (`LARDER_FAIL`): which allocations return null;
 //! - `block`: the header, canary, redzones and poison of each checked block;
+//! - `depot`: every distinct backtrace stored once, named by a 32-bit id;
 //! - `leaks`: the live-block list and the conservative mark at exit;
 //! - `quarantine`: freed blocks held, poisoned, first in first out;
 //! - `report`: error reports on stderr and in `LARDER_REPORT_FILE`, exit status 23.
@@ -13,14 +14,16 @@
 //! pointers that are not live blocks (interior, misaligned, stack, global, mmap'd), overflows
 //! and underflows of the requested size (checked on free and realloc), writes after free
 //! (poison verified when a block leaves the quarantine). Fresh blocks not from calloc are
-//! filled with `0xbe`, so uninitialised reads show.
+//! filled with `0xbe` (their first 64 KiB), so uninitialised reads show.
 
 pub mod backtrace;
 mod block;
+mod depot;
 pub mod fail;
 mod leaks;
 mod quarantine;
 pub mod report;
+mod unwind_cache;
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
@@ -29,7 +32,7 @@ use core::sync::atomic::Ordering;
 use self::backtrace::Backtrace;
 use self::block::{
     first_mismatch, header_of, Header, CANARY_LEN, HEADER_SIZE, LIVE, MAGIC, POISON_BYTE,
-    POISON_MAX, QUARANTINED, REDZONE_BYTE, RELEASED, TAIL_MAX, TAIL_MIN, UNINIT_BYTE,
+    POISON_MAX, QUARANTINED, REDZONE_BYTE, RELEASED, TAIL_MAX, TAIL_MIN, UNINIT_BYTE, UNINIT_MAX,
 };
 use self::report::Error;
 use crate::{alloc as core_alloc, options};
@@ -188,10 +191,10 @@ fn alloc_with(size: usize, align: usize, zeroed: bool, bt: &Backtrace) -> *mut u
     // usable size it reports; the header lies in the first `offset` bytes.
     unsafe {
         block::bytes(base, offset - HEADER_SIZE).fill(REDZONE_BYTE);
-        h.write(Header::new(base, size, bt));
+        h.write(Header::new(base, size, depot::insert(bt)));
         leaks::insert(h);
         if !zeroed {
-            block::bytes(user, size).fill(UNINIT_BYTE);
+            block::bytes(user, size.min(UNINIT_MAX)).fill(UNINIT_BYTE);
         }
         let usable = core_alloc::usable_size(base as *const u8);
         let tail = (base + usable - user - size).min(TAIL_MAX);
@@ -201,15 +204,15 @@ fn alloc_with(size: usize, align: usize, zeroed: bool, bt: &Backtrace) -> *mut u
 }
 
 impl Header {
-    fn new(base: usize, size: usize, bt: &Backtrace) -> Header {
+    fn new(base: usize, size: usize, alloc_stack: u32) -> Header {
         Header {
             core_link: 0,
             base,
             size,
             magic: MAGIC,
             state: core::sync::atomic::AtomicU32::new(LIVE),
-            alloc_bt: *bt,
-            free_bt: Backtrace::EMPTY,
+            alloc_stack,
+            free_stack: 0,
             prev: 0,
             next: 0,
             canary: [REDZONE_BYTE; CANARY_LEN],
@@ -256,8 +259,8 @@ fn live_header(user: usize, op: &str, at: &Backtrace) -> Option<*mut Header> {
                 addr: user,
                 block: Some((user, header.size)),
                 offset: None,
-                alloc: Some(&header.alloc_bt),
-                free: Some(&header.free_bt),
+                alloc: Some(&depot::get(header.alloc_stack)),
+                free: Some(&depot::get(header.free_stack)),
                 at: Some(at),
             });
             None
@@ -290,7 +293,7 @@ fn release_to_quarantine(h: *mut Header, at: &Backtrace, op: &str) {
     let size = header.size;
     check_redzones(header, op, Some(at));
     leaks::remove(h);
-    header.free_bt = *at;
+    header.free_stack = depot::insert(at);
     // SAFETY: the user bytes are the block's.
     unsafe { block::bytes(user, size.min(POISON_MAX)).fill(POISON_BYTE) };
     quarantine::push(
@@ -323,7 +326,7 @@ fn check_redzones(header: &Header, op: &str, at: Option<&Backtrace>) {
             addr: user.wrapping_add_signed(offset),
             block: Some((user, size)),
             offset: Some(offset),
-            alloc: Some(&header.alloc_bt),
+            alloc: Some(&depot::get(header.alloc_stack)),
             free: None,
             at,
         });
@@ -344,8 +347,8 @@ fn leave_quarantine(user: usize) {
             addr: user + i,
             block: Some((user, size)),
             offset: Some(i as isize),
-            alloc: Some(&header.alloc_bt),
-            free: Some(&header.free_bt),
+            alloc: Some(&depot::get(header.alloc_stack)),
+            free: Some(&depot::get(header.free_stack)),
             at: None,
         });
     }
