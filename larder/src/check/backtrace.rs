@@ -28,6 +28,7 @@ type TraceFn = extern "C" fn(ctx: *mut c_void, arg: *mut c_void) -> c_int;
 extern "C" {
     fn _Unwind_Backtrace(trace: TraceFn, arg: *mut c_void) -> c_int;
     fn _Unwind_GetIP(ctx: *mut c_void) -> usize;
+    fn _Unwind_GetIPInfo(ctx: *mut c_void, ip_before_insn: *mut c_int) -> usize;
     fn _Unwind_GetCFA(ctx: *mut c_void) -> usize;
 }
 
@@ -41,6 +42,9 @@ const WALK_MAX: usize = MAX_FRAMES + 8;
 struct Walk {
     /// (return address, the frame's stack pointer), from `capture`'s frame outward.
     frames: [(usize, usize); WALK_MAX],
+    /// Bit `i`: frame `i` was interrupted by a signal (its address is the faulting
+    /// instruction's, not a return address).
+    interrupted: u32,
     len: usize,
     ended: bool,
 }
@@ -50,7 +54,14 @@ extern "C" fn on_frame(ctx: *mut c_void, arg: *mut c_void) -> c_int {
     // otherwise borrowed for the duration of the walk.
     let walk = unsafe { &mut *arg.cast::<Walk>() };
     // SAFETY: `ctx` is the unwinder's context for the current frame.
-    let (ip, sp) = unsafe { (_Unwind_GetIP(ctx), _Unwind_GetCFA(ctx)) };
+    let mut before_insn: c_int = 0;
+    // SAFETY: as above; `before_insn` is writable.
+    let (ip, sp) = unsafe {
+        (
+            _Unwind_GetIPInfo(ctx, &mut before_insn),
+            _Unwind_GetCFA(ctx),
+        )
+    };
     if ip == 0 {
         walk.ended = true;
         return URC_END_OF_STACK;
@@ -59,6 +70,9 @@ extern "C" fn on_frame(ctx: *mut c_void, arg: *mut c_void) -> c_int {
         return URC_END_OF_STACK;
     }
     walk.frames[walk.len] = (ip, sp);
+    if before_insn != 0 {
+        walk.interrupted |= 1 << walk.len;
+    }
     walk.len += 1;
     URC_NO_REASON
 }
@@ -111,6 +125,7 @@ impl Backtrace {
         }
         let mut walk = Walk {
             frames: [(0, 0); WALK_MAX],
+            interrupted: 0,
             len: 0,
             ended: false,
         };
@@ -119,12 +134,14 @@ impl Backtrace {
         walk.ended |= end == URC_END_OF_STACK && walk.len < WALK_MAX;
         let frames = &walk.frames[..walk.len];
         if cfg!(target_arch = "x86_64") {
-            unwind_cache::learn_walk(sp, frames, walk.ended);
+            unwind_cache::learn_walk(sp, frames, walk.interrupted, walk.ended);
         }
         let mut bt = Backtrace::EMPTY;
-        // `capture_from` itself is the first frame the unwinder reports.
-        for &(ip, _) in frames.iter().skip(1 + skip).take(MAX_FRAMES) {
-            bt.frames[bt.len as usize] = ip;
+        // `capture_from` itself is the first frame the unwinder reports. A frame interrupted
+        // by a signal is kept one byte on, so that `call_site` lands on the faulting
+        // instruction itself.
+        for (i, &(ip, _)) in frames.iter().enumerate().skip(1 + skip).take(MAX_FRAMES) {
+            bt.frames[bt.len as usize] = ip + (walk.interrupted >> i & 1) as usize;
             bt.len += 1;
         }
         bt

@@ -93,14 +93,13 @@ const INDIRECT: u8 = 3;
 struct Entry {
     start: usize,
     end: usize,
-    header: usize,
     stack: u32,
     state: u8,
 }
 
 #[derive(Clone, Copy)]
 struct Group {
-    header: usize,
+    stack: u32,
     blocks: u64,
     bytes: u64,
     definite: bool,
@@ -271,7 +270,12 @@ pub fn check(caller: Caller) {
     for (guard, shard) in shards.iter_mut().zip(&LIVE) {
         *guard = Some(shard.0.lock());
     }
-    let n: usize = shards.iter().flatten().map(|list| list.count).sum();
+    let n: usize = shards
+        .iter()
+        .flatten()
+        .map(|list| list.count)
+        .sum::<usize>()
+        + super::guard::live_count();
     let Some(mut table) = Mapped::new(n * core::mem::size_of::<Entry>()) else {
         return;
     };
@@ -284,6 +288,7 @@ pub fn check(caller: Caller) {
     // The scan's own tables hold block addresses: they are no roots; nor are check mode's other
     // mappings.
     let [depot_index, depot_store] = super::depot::mapped_ranges();
+    let [guard_pool, guard_slots] = super::guard::mapped_ranges();
     let own = [
         table.range(),
         work_map.range(),
@@ -292,6 +297,8 @@ pub fn check(caller: Caller) {
         depot_store,
         super::quarantine::mapped_range(),
         crate::segment_map::own_range(),
+        guard_pool,
+        guard_slots,
     ];
     let blocks: &mut [Entry] = table.slice(n);
     let mut filled = 0;
@@ -304,7 +311,6 @@ pub fn check(caller: Caller) {
             blocks[filled] = Entry {
                 start,
                 end: start + header.size.max(1),
-                header: h,
                 stack: header.alloc_stack,
                 state: UNMARKED,
             };
@@ -312,6 +318,18 @@ pub fn check(caller: Caller) {
             h = header.next;
         }
     }
+    super::guard::for_each_live(|start, size, stack| {
+        if filled < n {
+            blocks[filled] = Entry {
+                start,
+                end: start + size.max(1),
+                stack,
+                state: UNMARKED,
+            };
+            filled += 1;
+        }
+    });
+    let blocks = &mut blocks[..filled];
     blocks.sort_unstable_by_key(|b| b.start);
     let maps_len_max = maps_map.len;
     let maps: &mut [u8] = maps_map.slice(maps_len_max);
@@ -410,7 +428,7 @@ fn report(blocks: &mut [Entry]) {
         }
         if blocks[i].state >= DEFINITE {
             groups[count] = Group {
-                header: blocks[i].header,
+                stack: blocks[i].stack,
                 blocks: (j - i) as u64,
                 bytes,
                 definite: blocks[i].state == DEFINITE,
@@ -428,8 +446,7 @@ fn report(blocks: &mut [Entry]) {
         } else {
             "indirectly"
         };
-        // SAFETY: the header is a live block's (the shards' locks are still held by the caller).
-        let bt = &super::depot::get(unsafe { (*(g.header as *const Header)).alloc_stack });
+        let bt = &super::depot::get(g.stack);
         w.str("larder check: LEAK: ");
         w.u64(g.bytes);
         w.str(" bytes in ");

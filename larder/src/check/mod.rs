@@ -6,20 +6,24 @@
 //! - [`fail`]: fault injection (`LARDER_FAIL`): which allocations return null;
 //! - `block`: the header, canary, redzones and poison of each checked block;
 //! - `depot`: every distinct backtrace stored once, named by a 32-bit id;
+//! - `guard`: blocks placed against guard pages, and the fault handler that reports on them;
 //! - `leaks`: the live-block list and the conservative mark at exit;
 //! - `quarantine`: freed blocks held, poisoned, first in first out;
-//! - `report`: error reports on stderr and in `LARDER_REPORT_FILE`, exit status 23.
+//! - `report`: error reports on stderr and in `LARDER_REPORT_FILE`, exit status 23;
+//! - `unwind_cache`: frame sizes learned per call site, for backtraces without the unwinder.
 //!
 //! What it finds: double frees (state in the header, both stacks), frees and reallocs of
 //! pointers that are not live blocks (interior, misaligned, stack, global, mmap'd), overflows
 //! and underflows of the requested size (checked on free and realloc), writes after free
-//! (poison verified when a block leaves the quarantine). Fresh blocks not from calloc are
+//! (poison verified when a block leaves the quarantine), and on guarded blocks overflow reads
+//! and writes and uses after free at the faulting instruction. Fresh blocks not from calloc are
 //! filled with `0xbe` (their first 64 KiB), so uninitialised reads show.
 
 pub mod backtrace;
 mod block;
 mod depot;
 pub mod fail;
+mod guard;
 mod leaks;
 mod quarantine;
 pub mod report;
@@ -70,6 +74,10 @@ pub unsafe fn free(ptr: *mut u8) {
         return;
     }
     let at = Backtrace::capture(1);
+    if guard::owns(ptr as usize) {
+        guard::free(ptr as usize, "free", &at);
+        return;
+    }
     if let Some(h) = live_header(ptr as usize, "free", &at) {
         release_to_quarantine(h, &at, "free");
     }
@@ -85,6 +93,19 @@ pub unsafe fn realloc(ptr: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     let at = Backtrace::capture(1);
     if ptr.is_null() {
         return alloc_with(new_size, align, false, &at);
+    }
+    if guard::owns(ptr as usize) {
+        let Some(old_size) = guard::size_of_live(ptr as usize) else {
+            guard::free(ptr as usize, "realloc", &at);
+            return ptr::null_mut();
+        };
+        let new = alloc_with(new_size, align, false, &at);
+        if !new.is_null() {
+            // SAFETY: both blocks hold at least the bytes copied.
+            unsafe { ptr::copy_nonoverlapping(ptr, new, old_size.min(new_size)) };
+            guard::free(ptr as usize, "realloc", &at);
+        }
+        return new;
     }
     let Some(h) = live_header(ptr as usize, "realloc", &at) else {
         return ptr::null_mut();
@@ -107,6 +128,9 @@ pub unsafe fn realloc(ptr: *mut u8, new_size: usize, align: usize) -> *mut u8 {
 /// # Safety
 /// Any pointer may be passed.
 pub unsafe fn usable_size(ptr: *const u8) -> usize {
+    if guard::owns(ptr as usize) {
+        return guard::size_of_live(ptr as usize).unwrap_or(0);
+    }
     match find(ptr as usize) {
         // SAFETY: `find` returns only headers of check mode's blocks.
         Some(h) if unsafe { (*h).state() } == LIVE => unsafe { (*h).size },
@@ -130,6 +154,7 @@ pub fn at_exit_from_fini() {
 #[inline(never)]
 fn exit_checks(caller: leaks::Caller) {
     fail::at_exit();
+    guard::write_summary();
     quarantine::drain(leave_quarantine);
     if options::get().leaks {
         leaks::check(caller);
@@ -143,8 +168,10 @@ pub fn init() {
     extern "C" fn prepare() {
         quarantine::lock_for_fork();
         leaks::lock_for_fork();
+        guard::lock_for_fork();
     }
     extern "C" fn after() {
+        guard::unlock_after_fork();
         leaks::unlock_after_fork();
         quarantine::unlock_after_fork();
     }
@@ -154,7 +181,7 @@ pub fn init() {
 
 /// Whether `ptr` lies in larder's memory.
 pub fn owns(ptr: *const u8) -> bool {
-    core_alloc::owns(ptr)
+    core_alloc::owns(ptr) || guard::owns(ptr as usize)
 }
 
 fn alloc_with(size: usize, align: usize, zeroed: bool, bt: &Backtrace) -> *mut u8 {
@@ -165,6 +192,10 @@ fn alloc_with(size: usize, align: usize, zeroed: bool, bt: &Backtrace) -> *mut u
     }
     if !align.is_power_of_two() {
         return ptr::null_mut();
+    }
+    let stack = depot::insert(bt);
+    if let Some(p) = guard::alloc(size, align, zeroed, stack) {
+        return p;
     }
     let align = align.max(MIN_ALIGN);
     // The header ends where the user bytes start, which must be aligned.
@@ -191,7 +222,7 @@ fn alloc_with(size: usize, align: usize, zeroed: bool, bt: &Backtrace) -> *mut u
     // usable size it reports; the header lies in the first `offset` bytes.
     unsafe {
         block::bytes(base, offset - HEADER_SIZE).fill(REDZONE_BYTE);
-        h.write(Header::new(base, size, depot::insert(bt)));
+        h.write(Header::new(base, size, stack));
         leaks::insert(h);
         if !zeroed {
             block::bytes(user, size.min(UNINIT_MAX)).fill(UNINIT_BYTE);

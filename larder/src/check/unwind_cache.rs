@@ -170,8 +170,10 @@ pub fn walk(sp: usize, skip: usize) -> Option<Backtrace> {
 
 /// Learns from a slow capture: `sp` was `capture`'s stack pointer, `frames` the unwinder's
 /// (return address, stack pointer of that frame) pairs from `capture`'s own frame outward,
-/// `ended` whether the last one is the stack's outermost.
-pub fn learn_walk(sp: usize, frames: &[(usize, usize)], ended: bool) {
+/// `interrupted` the frames (bits) a signal interrupted, `ended` whether the last one is the
+/// stack's outermost. A signal frame is never walked through by the cache: the interrupted
+/// frame's address is not a return address below its caller's stack pointer.
+pub fn learn_walk(sp: usize, frames: &[(usize, usize)], interrupted: u32, ended: bool) {
     let (Some(&(_, capture_sp)), Some(&(_, caller_sp))) = (frames.first(), frames.get(1)) else {
         return;
     };
@@ -185,10 +187,11 @@ pub fn learn_walk(sp: usize, frames: &[(usize, usize)], ended: bool) {
         Ordering::Relaxed,
         Ordering::Relaxed,
     );
-    for pair in frames[1..].windows(2) {
+    for (k, pair) in frames.windows(2).enumerate().skip(1) {
         let ((pc, frame_sp), (_, next_sp)) = (pair[0], pair[1]);
         let delta = next_sp.wrapping_sub(frame_sp) as u64;
-        if next_sp > frame_sp && delta < DELTA_MAX && delta % 8 == 0 {
+        let signal = (interrupted >> k) & 3 != 0;
+        if !signal && next_sp > frame_sp && delta < DELTA_MAX && delta % 8 == 0 {
             learn(pc, delta);
         } else {
             learn(pc, UNUSABLE);
