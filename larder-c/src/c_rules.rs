@@ -69,6 +69,19 @@ fn fast_path_request(size: usize) -> usize {
     (size + 15) & !15
 }
 
+/// The alignment the malloc family asks the backend for: `align` for the core; 1 for check
+/// mode (`EXACT_SIZES`), which gives a block at least the alignment its size needs (the largest
+/// power of two dividing it, at most 16) and, for a block against a guard page, no more, so
+/// that the block's end touches the page. The constant folds away.
+#[inline(always)]
+fn request_align(align: usize) -> usize {
+    if raw::EXACT_SIZES {
+        1
+    } else {
+        align
+    }
+}
+
 #[cold]
 fn set_errno(code: i32) {
     // SAFETY: __errno_location returns this thread's errno slot, valid for the
@@ -118,7 +131,7 @@ extern "C" fn malloc_slow(size: usize) -> *mut c_void {
     }
     // SAFETY: no overflow (size <= MAX_REQUEST) and a power-of-two alignment,
     // as raw::alloc requires.
-    c_result(unsafe { raw::alloc(fast_path_request(size), 8) })
+    c_result(unsafe { raw::alloc(fast_path_request(size), request_align(8)) })
 }
 
 /// `calloc(count, size)`: zeroed memory, NULL and `ENOMEM` when
@@ -134,7 +147,7 @@ pub unsafe fn calloc(count: usize, size: usize) -> *mut c_void {
     };
     // SAFETY: non-zero size, power-of-two alignment. The core zeroes only what
     // is not already zero (fresh pages from the OS are).
-    c_result(unsafe { raw::alloc_zeroed(fast_path_request(total), 8) })
+    c_result(unsafe { raw::alloc_zeroed(fast_path_request(total), request_align(8)) })
 }
 
 /// `free(ptr)`.
@@ -170,7 +183,7 @@ pub unsafe fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
     // core reports and leaves alone, returning NULL (so ENOMEM here). The size
     // is non-zero and the alignment a power of two. On failure the old block is
     // left as it was.
-    c_result(unsafe { raw::realloc(ptr.cast(), size, fundamental_align(size)) })
+    c_result(unsafe { raw::realloc(ptr.cast(), size, request_align(fundamental_align(size))) })
 }
 
 /// `reallocarray(ptr, count, size)`: `realloc` with an overflow check.
@@ -191,6 +204,13 @@ pub unsafe fn reallocarray(ptr: *mut c_void, count: usize, size: usize) -> *mut 
 /// # Safety
 /// None beyond the C contract.
 pub unsafe fn memalign(align: usize, size: usize) -> *mut c_void {
+    if raw::EXACT_SIZES && align <= fundamental_align(size) {
+        // Check mode places a guarded `malloc` block at the alignment its size needs (so that
+        // its end touches the guard page), which may be less than malloc's 16 bytes: it is
+        // told the alignment asked for. (The constant is false for the core: folded away.)
+        // SAFETY: non-zero size and a power-of-two alignment (at most 16 here).
+        return c_result(unsafe { raw::alloc(size.max(1), align.max(1).next_power_of_two()) });
+    }
     if align <= fundamental_align(size) {
         // SAFETY: malloc's own alignment already satisfies the request.
         return unsafe { malloc(size) };

@@ -131,7 +131,7 @@ extern "C" fn check_at_exit() {
     if larder_core::check::profile::enabled() {
         larder_core::check::profile::at_exit();
     } else {
-        larder_core::check::at_exit();
+        larder_core::check::at_exit_from_fini();
     }
 }
 

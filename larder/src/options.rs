@@ -34,7 +34,8 @@ pub enum CheckErrors {
 /// Which blocks check mode places against a guard page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Guard {
-    /// Every block while guarded memory stays within `guard_budget`, then one in 64.
+    /// Every block until guarded blocks have taken `guard_budget` of address space, then one
+    /// in 1,024.
     Auto,
     /// Every block.
     All,
@@ -198,7 +199,7 @@ pub static VARIABLES: &[Variable] = &[
         name: "LARDER_GUARD",
         values: "auto | all | off | 1/N",
         default: "auto",
-        help: "check mode: which blocks end against a guard page (auto: all while within LARDER_GUARD_BUDGET, then 1 in 64)",
+        help: "check mode: which blocks end against a guard page (auto: all until guarded blocks took LARDER_GUARD_BUDGET, then 1 in 1024)",
         parse: |o, v| {
             o.guard = match v {
                 b"auto" => Guard::Auto,

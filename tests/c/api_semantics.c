@@ -154,15 +154,26 @@ static void check_page_allocations(void) {
 }
 
 /* malloc's fundamental alignment: 16 bytes on x86-64 for any block that can
- * hold a 16-byte object, 8 for the smaller ones. */
+ * hold a 16-byte object, 8 for the smaller ones. With
+ * API_SEMANTICS_NATURAL_ALIGN set (larder's check mode with guard pages, which
+ * places a guarded block as near its guard page as it may): the largest power
+ * of two not above the size, at most 16, which any object that fits needs. */
+static size_t malloc_align_for(size_t size) {
+    if (getenv("API_SEMANTICS_NATURAL_ALIGN") && size > 0) {
+        size_t natural = 1;
+        while (natural * 2 <= size && natural < 16) natural *= 2;
+        return natural;
+    }
+    return size > 8 ? 16 : 8;
+}
+
 static void check_malloc_alignment_and_usable_size(void) {
     CHECK(malloc_usable_size(NULL) == 0, "malloc_usable_size(NULL) is 0");
     for (size_t size = 0; size <= 70000; size = size < 64 ? size + 1 : size * 5 / 4 + 3) {
         unsigned char *p = malloc(size);
         CHECK(p != NULL, "malloc succeeds");
         if (!p) continue;
-        size_t want_align = size > 8 ? 16 : 8;
-        CHECK(is_aligned(p, want_align), "malloc result has the fundamental alignment");
+        CHECK(is_aligned(p, malloc_align_for(size)), "malloc result has the fundamental alignment");
         size_t usable = malloc_usable_size(p);
         CHECK(usable >= size, "malloc_usable_size is at least the requested size");
         memset(p, 0xee, usable);
@@ -171,7 +182,7 @@ static void check_malloc_alignment_and_usable_size(void) {
     const size_t big[] = {1 << 20, 5 << 20, (33 << 20) + 5};
     for (size_t i = 0; i < 3; i++) {
         unsigned char *p = malloc(big[i]);
-        CHECK(p != NULL && is_aligned(p, 16) && malloc_usable_size(p) >= big[i], "large malloc is aligned and large enough");
+        CHECK(p != NULL && is_aligned(p, malloc_align_for(big[i])) && malloc_usable_size(p) >= big[i], "large malloc is aligned and large enough");
         if (p) {
             p[0] = 1;
             p[big[i] - 1] = 2;

@@ -19,6 +19,7 @@ cc "${cflags[@]}" -pthread -o "$out/main_pthread_exit" "$src/main_pthread_exit.c
 cc "${cflags[@]}" -pthread -o "$out/bad_free" "$src/bad_free.c"
 cc "${cflags[@]}" -pthread -o "$out/fork_handlers" "$src/fork_handlers.c"
 cc "${cflags[@]}" -pthread -o "$out/idle_rss" "$src/idle_rss.c"
+cc "${cflags[@]}" -pthread -o "$out/churn" "$src/churn.c"
 if [ -n "$lib_dir" ]; then
   lib_dir=$(realpath "$lib_dir")
   # Linked against the shared library instead of preloading it.

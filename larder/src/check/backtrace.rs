@@ -8,6 +8,7 @@
 
 use core::ffi::{c_int, c_void, CStr};
 
+use super::unwind_cache;
 use crate::report::Writer;
 
 /// The most frames a backtrace keeps (the innermost ones).
@@ -27,15 +28,25 @@ type TraceFn = extern "C" fn(ctx: *mut c_void, arg: *mut c_void) -> c_int;
 extern "C" {
     fn _Unwind_Backtrace(trace: TraceFn, arg: *mut c_void) -> c_int;
     fn _Unwind_GetIP(ctx: *mut c_void) -> usize;
+    fn _Unwind_GetIPInfo(ctx: *mut c_void, ip_before_insn: *mut c_int) -> usize;
+    fn _Unwind_GetCFA(ctx: *mut c_void) -> usize;
 }
 
 /// `_URC_NO_REASON` goes on walking; `_URC_END_OF_STACK` stops it.
 const URC_NO_REASON: c_int = 0;
 const URC_END_OF_STACK: c_int = 5;
 
+/// Frames a slow capture records: `capture`'s own, those skipped, and the kept ones.
+const WALK_MAX: usize = MAX_FRAMES + 8;
+
 struct Walk {
-    bt: Backtrace,
-    skip: usize,
+    /// (return address, the frame's stack pointer), from `capture`'s frame outward.
+    frames: [(usize, usize); WALK_MAX],
+    /// Bit `i`: frame `i` was interrupted by a signal (its address is the faulting
+    /// instruction's, not a return address).
+    interrupted: u32,
+    len: usize,
+    ended: bool,
 }
 
 extern "C" fn on_frame(ctx: *mut c_void, arg: *mut c_void) -> c_int {
@@ -43,21 +54,45 @@ extern "C" fn on_frame(ctx: *mut c_void, arg: *mut c_void) -> c_int {
     // otherwise borrowed for the duration of the walk.
     let walk = unsafe { &mut *arg.cast::<Walk>() };
     // SAFETY: `ctx` is the unwinder's context for the current frame.
-    let ip = unsafe { _Unwind_GetIP(ctx) };
+    let mut before_insn: c_int = 0;
+    // SAFETY: as above; `before_insn` is writable.
+    let (ip, sp) = unsafe {
+        (
+            _Unwind_GetIPInfo(ctx, &mut before_insn),
+            _Unwind_GetCFA(ctx),
+        )
+    };
     if ip == 0 {
+        walk.ended = true;
         return URC_END_OF_STACK;
     }
-    if walk.skip > 0 {
-        walk.skip -= 1;
-        return URC_NO_REASON;
-    }
-    let len = walk.bt.len as usize;
-    if len >= MAX_FRAMES {
+    if walk.len >= WALK_MAX {
         return URC_END_OF_STACK;
     }
-    walk.bt.frames[len] = ip;
-    walk.bt.len += 1;
+    walk.frames[walk.len] = (ip, sp);
+    if before_insn != 0 {
+        walk.interrupted |= 1 << walk.len;
+    }
+    walk.len += 1;
     URC_NO_REASON
+}
+
+/// This function's stack pointer.
+#[inline(always)]
+fn stack_pointer() -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let sp: usize;
+        // SAFETY: reads a register; no memory is touched.
+        unsafe {
+            core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
+        };
+        sp
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        0
+    }
 }
 
 impl Backtrace {
@@ -68,23 +103,95 @@ impl Backtrace {
     };
 
     /// The caller's backtrace, leaving out `skip` frames above `capture`'s caller (0 keeps the
-    /// caller of `capture` as frame #0). Never allocates.
+    /// caller of `capture` as frame #0), at most `MAX_FRAMES`. Never allocates. Most captures
+    /// walk with the frame sizes `unwind_cache` learned; the others, and one in a thousand to
+    /// check the cache, ask libgcc's unwinder.
     #[inline(never)]
     pub fn capture(skip: usize) -> Backtrace {
+        // Not a tail call: `capture`'s frame stays, and is left out.
+        core::hint::black_box(Backtrace::capture_from(skip + 1, true))
+    }
+
+    /// `capture`'s work: with `cached`, tries the cache first. Its own frame is frame 0 of the
+    /// walks.
+    #[inline(never)]
+    fn capture_from(skip: usize, cached: bool) -> Backtrace {
+        let sp = stack_pointer();
+        let skip = skip.min(WALK_MAX - MAX_FRAMES - 1);
+        if cfg!(target_arch = "x86_64") && cached && !unwind_cache::verify_now() {
+            if let Some(bt) = unwind_cache::walk(sp, skip) {
+                return bt;
+            }
+        }
         let mut walk = Walk {
-            bt: Backtrace::EMPTY,
-            // `capture` itself is the first frame the unwinder reports.
-            skip: skip + 1,
+            frames: [(0, 0); WALK_MAX],
+            interrupted: 0,
+            len: 0,
+            ended: false,
         };
         // SAFETY: `on_frame` only touches `walk`, which outlives the call.
-        unsafe { _Unwind_Backtrace(on_frame, (&mut walk as *mut Walk).cast()) };
-        walk.bt
+        let end = unsafe { _Unwind_Backtrace(on_frame, (&mut walk as *mut Walk).cast()) };
+        walk.ended |= end == URC_END_OF_STACK && walk.len < WALK_MAX;
+        let frames = &walk.frames[..walk.len];
+        if cfg!(target_arch = "x86_64") {
+            unwind_cache::learn_walk(sp, frames, walk.interrupted, walk.ended);
+        }
+        let mut bt = Backtrace::EMPTY;
+        // `capture_from` itself is the first frame the unwinder reports. A frame interrupted
+        // by a signal is kept one byte on, so that `call_site` lands on the faulting
+        // instruction itself.
+        for (i, &(ip, _)) in frames.iter().enumerate().skip(1 + skip).take(MAX_FRAMES) {
+            bt.frames[bt.len as usize] = ip + (walk.interrupted >> i & 1) as usize;
+            bt.len += 1;
+        }
+        bt
     }
 
     /// The captured frames, innermost first.
     pub fn frames(&self) -> &[usize] {
         &self.frames[..(self.len as usize).min(MAX_FRAMES)]
     }
+}
+
+struct OuterWalk<'a> {
+    inside: &'a dyn Fn(usize) -> bool,
+    top: usize,
+    frames: usize,
+}
+
+extern "C" fn on_outer_frame(ctx: *mut c_void, arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is the `OuterWalk` that `stack_above` passed, alive for the walk.
+    let walk = unsafe { &mut *arg.cast::<OuterWalk>() };
+    // SAFETY: `ctx` is the unwinder's context for the current frame.
+    let ip = unsafe { _Unwind_GetIP(ctx) };
+    walk.frames += 1;
+    if ip == 0 || walk.frames > 256 {
+        return URC_END_OF_STACK;
+    }
+    if !(walk.inside)(call_site(ip)) {
+        // The context of a frame holds its stack pointer at the call it is in: where the
+        // frame's own slots begin.
+        // SAFETY: as above.
+        walk.top = unsafe { _Unwind_GetCFA(ctx) };
+        return URC_END_OF_STACK;
+    }
+    URC_NO_REASON
+}
+
+/// Walks out from the caller through the frames whose code `inside` accepts, and returns the
+/// stack address where the first frame it does not accept begins (its stack pointer at the
+/// call it is in): everything below it on this thread's stack belongs to the accepted frames.
+/// `None` when the walk never left them (or could not unwind). Never allocates.
+#[inline(never)]
+pub fn stack_above(inside: &dyn Fn(usize) -> bool) -> Option<usize> {
+    let mut walk = OuterWalk {
+        inside,
+        top: 0,
+        frames: 0,
+    };
+    // SAFETY: `on_outer_frame` only touches `walk`, which outlives the call.
+    unsafe { _Unwind_Backtrace(on_outer_frame, (&mut walk as *mut OuterWalk).cast()) };
+    (walk.top != 0).then_some(walk.top)
 }
 
 /// Where a code address lies: its module's path and load base, and the nearest exported symbol.
@@ -166,6 +273,72 @@ mod tests {
     #[inline(never)]
     fn inner() -> Backtrace {
         Backtrace::capture(0)
+    }
+
+    /// `stack_above` accepting the frames of `stack_above` and of this function (pcs within
+    /// 4 KiB of their starts); also the address of a local of this frame.
+    #[inline(never)]
+    fn above_this_frame() -> (Option<usize>, usize) {
+        let marker = 0u64;
+        let local = core::hint::black_box(&marker) as *const u64 as usize;
+        let (here, own) = (
+            above_this_frame as fn() -> (Option<usize>, usize) as usize,
+            stack_above as fn(&dyn Fn(usize) -> bool) -> Option<usize> as usize,
+        );
+        let inside =
+            |pc: usize| (own..own + 4096).contains(&pc) || (here..here + 4096).contains(&pc);
+        (stack_above(&inside), local)
+    }
+
+    #[test]
+    fn stack_above_ends_where_the_first_frame_not_accepted_begins() {
+        let marker = 0u64;
+        let caller_local = core::hint::black_box(&marker) as *const u64 as usize;
+        let (top, callee_local) = above_this_frame();
+        let top = top.expect("the walk leaves the accepted frames");
+        assert!(
+            callee_local < top && top <= caller_local,
+            "{callee_local:#x} < {top:#x} <= {caller_local:#x}"
+        );
+        assert_eq!(stack_above(&|_| true), None);
+    }
+
+    #[inline(never)]
+    fn level(n: usize, cached: bool) -> Backtrace {
+        let bt = if n == 0 {
+            Backtrace::capture_from(0, cached)
+        } else {
+            level(n - 1, cached)
+        };
+        core::hint::black_box(bt)
+    }
+
+    #[test]
+    fn cached_captures_match_the_unwinders() {
+        for round in 0..20 {
+            for depth in [0, 3, 9, 30] {
+                let (fast, slow) = (level(depth, true), level(depth, false));
+                // Every frame agrees but the one in this function (two call sites).
+                let at_test = depth + 1;
+                assert_eq!(fast.len, slow.len, "round {round}, depth {depth}");
+                for (i, (f, s)) in fast.frames().iter().zip(slow.frames()).enumerate() {
+                    assert!(
+                        i == at_test || f == s,
+                        "round {round}, depth {depth}, frame {i}"
+                    );
+                }
+                assert!(slow.len as usize >= (depth + 1).min(MAX_FRAMES));
+            }
+        }
+        // And the cache did the fast walks: it knows every frame but the last one kept.
+        let mut bt = Backtrace::EMPTY;
+        for _ in 0..core::hint::black_box(3) {
+            // The third time through this call site, its frame is known too.
+            bt = level(9, true);
+        }
+        for &pc in &bt.frames()[..bt.frames().len() - 1] {
+            assert!(unwind_cache::knows(pc), "{pc:#x} not in the cache");
+        }
     }
 
     #[test]

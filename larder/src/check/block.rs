@@ -4,14 +4,12 @@
 //!
 //! The header sits right before the user bytes, so `ptr - HEADER_SIZE` finds it; it ends in a
 //! canary (an underflow by one byte breaks it) and records the requested size, the state and the
-//! allocation and free backtraces. The tail redzone runs from the requested size to the end of
+//! depot ids of the allocation and free backtraces; 64 bytes in all. The tail redzone runs from the requested size to the end of
 //! the core block (at least `TAIL_MIN` bytes), so an overflow by one byte at any size lands in
 //! it. Freed blocks are poisoned (up to `POISON_MAX` bytes) and checked when they leave the
 //! quarantine.
 
 use core::sync::atomic::{AtomicU32, Ordering};
-
-use super::backtrace::Backtrace;
 
 /// Marks a header written by check mode.
 pub const MAGIC: u32 = 0x1a4d_e7c4;
@@ -23,7 +21,7 @@ pub const QUARANTINED: u32 = 2;
 pub const RELEASED: u32 = 3;
 
 /// Bytes of the header's canary.
-pub const CANARY_LEN: usize = 16;
+pub const CANARY_LEN: usize = 8;
 /// The canary and redzone byte.
 pub const REDZONE_BYTE: u8 = 0xfa;
 /// The byte freed blocks are filled with.
@@ -38,6 +36,10 @@ pub const TAIL_MIN: usize = 16;
 pub const TAIL_MAX: usize = 4096;
 /// How much of a freed block is poisoned and verified.
 pub const POISON_MAX: usize = 64 << 10;
+/// How much of a fresh block is filled with `UNINIT_BYTE`: a program reading uninitialised
+/// memory meets the pattern at the start of a block; filling whole multi-MiB blocks (which the
+/// program then writes anyway) cost more than all other checks of a large-block workload.
+pub const UNINIT_MAX: usize = 64 << 10;
 
 /// The metadata before every checked block.
 #[repr(C, align(16))]
@@ -52,10 +54,10 @@ pub struct Header {
     pub magic: u32,
     /// `LIVE`, `QUARANTINED` or `RELEASED`.
     pub state: AtomicU32,
-    /// Where the block was allocated.
-    pub alloc_bt: Backtrace,
-    /// Where it was freed (valid in `QUARANTINED` and `RELEASED`).
-    pub free_bt: Backtrace,
+    /// Where the block was allocated: a stack depot id (0: unknown).
+    pub alloc_stack: u32,
+    /// Where it was freed (valid in `QUARANTINED` and `RELEASED`): a depot id.
+    pub free_stack: u32,
     /// Links of the live-block list (for the exit checks).
     pub prev: usize,
     /// See `prev`.
@@ -66,6 +68,7 @@ pub struct Header {
 
 /// Bytes the header takes before the user bytes.
 pub const HEADER_SIZE: usize = core::mem::size_of::<Header>();
+const _: () = assert!(HEADER_SIZE == 64);
 
 /// The header of the block whose user bytes start at `user`.
 pub fn header_of(user: usize) -> *mut Header {
@@ -84,9 +87,22 @@ impl Header {
     }
 }
 
-/// Where the first byte of `bytes` differing from `expected` lies.
+/// Where the first byte of `bytes` differing from `expected` lies (compared a word at a time:
+/// poison and redzones are verified on every free and quarantine exit).
 pub fn first_mismatch(bytes: &[u8], expected: u8) -> Option<usize> {
-    bytes.iter().position(|&b| b != expected)
+    let pattern = usize::from_ne_bytes([expected; 8]);
+    let mut words = bytes.chunks_exact(8);
+    let mut at = 0;
+    for w in words.by_ref() {
+        if usize::from_ne_bytes(w.try_into().unwrap_or([0; 8])) != pattern {
+            break;
+        }
+        at += 8;
+    }
+    bytes[at..]
+        .iter()
+        .position(|&b| b != expected)
+        .map(|i| at + i)
 }
 
 /// The bytes `[start, start + len)` as a slice.
@@ -96,4 +112,22 @@ pub fn first_mismatch(bytes: &[u8], expected: u8) -> Option<usize> {
 pub unsafe fn bytes<'a>(start: usize, len: usize) -> &'a mut [u8] {
     // SAFETY: forwarded from the caller.
     unsafe { core::slice::from_raw_parts_mut(start as *mut u8, len) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_mismatch_finds_the_first_odd_byte_anywhere() {
+        let mut bytes = [POISON_BYTE; 37];
+        assert_eq!(first_mismatch(&bytes, POISON_BYTE), None);
+        for i in [0, 7, 8, 15, 31, 32, 36] {
+            bytes[i] = 0;
+            assert_eq!(first_mismatch(&bytes, POISON_BYTE), Some(i));
+            bytes[36] = 0;
+            assert_eq!(first_mismatch(&bytes, POISON_BYTE), Some(i));
+            bytes = [POISON_BYTE; 37];
+        }
+    }
 }

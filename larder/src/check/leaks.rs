@@ -8,7 +8,6 @@
 //! Live blocks are kept in a list threaded through their headers; the scan's own tables are
 //! mmap'd (the heap is not used, and the tables are left out of the roots).
 
-use super::backtrace::Backtrace;
 use super::block::Header;
 use super::report::Record;
 use crate::report::Writer;
@@ -19,13 +18,28 @@ struct List {
     count: usize,
 }
 
-static LIVE: Lock<List> = Lock::new(List { head: 0, count: 0 });
+/// One lock and list per shard, a cache line each, so that threads allocating at once rarely
+/// meet on a lock (one global list made every malloc and free of every thread take the same
+/// lock).
+#[repr(align(64))]
+struct Shard(Lock<List>);
 
-/// Adds a new block's header to the live list.
+const SHARDS: usize = 64;
+
+static LIVE: [Shard; SHARDS] = [const { Shard(Lock::new(List { head: 0, count: 0 })) }; SHARDS];
+
+/// The shard of a header: a hash of its address (headers are 16-byte aligned, and blocks of a
+/// size class are a multiple of 16 apart).
+fn shard_of(h: *mut Header) -> &'static Lock<List> {
+    let a = h as usize >> 4;
+    &LIVE[(a ^ (a >> 6) ^ (a >> 12)) % SHARDS].0
+}
+
+/// Adds a new block's header to the live blocks.
 pub fn insert(h: *mut Header) {
-    let mut list = LIVE.lock();
-    // SAFETY: `h` is a fresh header, and the list's headers are live blocks', changed only
-    // under this lock.
+    let mut list = shard_of(h).lock();
+    // SAFETY: `h` is a fresh header, and the shard's headers are live blocks', changed only
+    // under its lock.
     unsafe {
         (*h).prev = 0;
         (*h).next = list.head;
@@ -37,10 +51,10 @@ pub fn insert(h: *mut Header) {
     list.count += 1;
 }
 
-/// Takes a block that stops being live out of the list.
+/// Takes a block that stops being live out of the live blocks.
 pub fn remove(h: *mut Header) {
-    let mut list = LIVE.lock();
-    // SAFETY: `h` is on the list (it was live until its caller took it); neighbours are live.
+    let mut list = shard_of(h).lock();
+    // SAFETY: `h` is in this shard (it was live until its caller took it); neighbours are live.
     unsafe {
         let (prev, next) = ((*h).prev, (*h).next);
         if prev != 0 {
@@ -55,15 +69,19 @@ pub fn remove(h: *mut Header) {
     list.count -= 1;
 }
 
-/// Fork handlers: the live list's lock is held across `fork`.
+/// Fork handlers: every shard's lock is held across `fork`.
 pub fn lock_for_fork() {
-    LIVE.lock_for_fork();
+    for shard in &LIVE {
+        shard.0.lock_for_fork();
+    }
 }
 
-/// Releases the lock taken by `lock_for_fork`, in the parent or the child.
+/// Releases the locks taken by `lock_for_fork`, in the parent or the child.
 pub fn unlock_after_fork() {
-    // SAFETY: called only after `lock_for_fork` by the forking thread (or its child copy).
-    unsafe { LIVE.unlock_after_fork() };
+    for shard in LIVE.iter().rev() {
+        // SAFETY: called only after `lock_for_fork` by the forking thread (or its child copy).
+        unsafe { shard.0.unlock_after_fork() };
+    }
 }
 
 const UNMARKED: u8 = 0;
@@ -75,14 +93,13 @@ const INDIRECT: u8 = 3;
 struct Entry {
     start: usize,
     end: usize,
-    header: usize,
-    stack_hash: u64,
+    stack: u32,
     state: u8,
 }
 
 #[derive(Clone, Copy)]
 struct Group {
-    header: usize,
+    stack: u32,
     blocks: u64,
     bytes: u64,
     definite: bool,
@@ -133,12 +150,6 @@ impl Drop for Mapped {
     }
 }
 
-fn hash_stack(bt: &Backtrace) -> u64 {
-    bt.frames().iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &f| {
-        (h ^ f as u64).wrapping_mul(0x100_0000_01b3)
-    })
-}
-
 /// The block containing `addr`, by binary search over blocks sorted by start.
 fn find(blocks: &[Entry], addr: usize) -> Option<usize> {
     let i = blocks.partition_point(|b| b.start <= addr);
@@ -146,6 +157,9 @@ fn find(blocks: &[Entry], addr: usize) -> Option<usize> {
 }
 
 struct Marker<'a> {
+    /// The lowest block start and the highest block end: most words scanned lie outside.
+    low: usize,
+    high: usize,
     blocks: &'a mut [Entry],
     work: &'a mut [usize],
     top: usize,
@@ -160,6 +174,9 @@ impl Marker<'_> {
             // SAFETY: the caller passes readable memory: a readable mapping or a live block.
             let v = unsafe { (p as *const usize).read() };
             p += 8;
+            if v < self.low || v >= self.high {
+                continue;
+            }
             let Some(i) = find(self.blocks, v) else {
                 continue;
             };
@@ -209,11 +226,56 @@ fn read_maps(buf: &mut [u8]) -> usize {
     len
 }
 
-/// Runs the leak check and reports what is lost; holds the live list's lock throughout, so
+/// Where the calling thread's stack starts holding roots.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// Called by the program (`larder::check::at_exit` at the end of `main`): its frames are
+    /// live, from the stack pointer up.
+    Program,
+    /// Called from the library's `.fini_array` by the exit machinery (`exit`, ld.so's
+    /// `_dl_fini`): only the frames above the outermost of libc's, ld.so's and this library's
+    /// are the program's. The slots of the exit machinery's frames that it never writes still
+    /// hold whatever the program's deeper calls left there: with nodes of 64 KiB and more the
+    /// large-block path of malloc left a node's address in an unwritten slot of `_dl_fini`'s
+    /// frame, and that stale copy kept the indirectly lost nodes "reachable".
+    ExitMachinery,
+}
+
+/// The lowest stack address of the calling thread that holds roots.
+fn stack_roots_start(caller: Caller) -> usize {
+    let marker = 0usize;
+    let stack_pointer = core::hint::black_box(&marker) as *const usize as usize;
+    if caller == Caller::Program {
+        return stack_pointer;
+    }
+    let module_of = |pc: usize| super::backtrace::locate(pc).map(|l| l.base);
+    let own = module_of(stack_roots_start as fn(Caller) -> usize as usize);
+    let libc = module_of(libc::exit as unsafe extern "C" fn(core::ffi::c_int) -> ! as usize);
+    // SAFETY: getauxval has no preconditions; AT_BASE is ld.so's load base.
+    let loader = unsafe { libc::getauxval(libc::AT_BASE) } as usize;
+    let exit_machinery = |pc: usize| {
+        let m = module_of(pc);
+        m.is_some() && (m == own || m == libc || m == Some(loader))
+    };
+    super::backtrace::stack_above(&exit_machinery)
+        .unwrap_or(stack_pointer)
+        .max(stack_pointer)
+}
+
+/// Runs the leak check and reports what is lost; holds every shard's lock throughout, so
 /// threads still allocating wait.
-pub fn check() {
-    let list = LIVE.lock();
-    let n = list.count;
+pub fn check(caller: Caller) {
+    let mut shards: [Option<crate::sync::LockGuard<'static, List>>; SHARDS] =
+        [const { None }; SHARDS];
+    for (guard, shard) in shards.iter_mut().zip(&LIVE) {
+        *guard = Some(shard.0.lock());
+    }
+    let n: usize = shards
+        .iter()
+        .flatten()
+        .map(|list| list.count)
+        .sum::<usize>()
+        + super::guard::live_count();
     let Some(mut table) = Mapped::new(n * core::mem::size_of::<Entry>()) else {
         return;
     };
@@ -223,34 +285,67 @@ pub fn check() {
     let Some(mut maps_map) = Mapped::new(4 << 20) else {
         return;
     };
-    // The scan's own tables hold block addresses: they are no roots.
-    let own = [table.range(), work_map.range(), maps_map.range()];
+    // The scan's own tables hold block addresses: they are no roots; nor are check mode's other
+    // mappings.
+    let [depot_index, depot_store] = super::depot::mapped_ranges();
+    let [guard_pool, guard_slots] = super::guard::mapped_ranges();
+    let own = [
+        table.range(),
+        work_map.range(),
+        maps_map.range(),
+        depot_index,
+        depot_store,
+        super::quarantine::mapped_range(),
+        crate::segment_map::own_range(),
+        guard_pool,
+        guard_slots,
+    ];
     let blocks: &mut [Entry] = table.slice(n);
-    let mut h = list.head;
-    for b in blocks.iter_mut() {
-        // SAFETY: the list's headers are live blocks', unchanged while the lock is held.
-        let header = unsafe { &*(h as *const Header) };
-        let start = header.user();
-        *b = Entry {
-            start,
-            end: start + header.size.max(1),
-            header: h,
-            stack_hash: hash_stack(&header.alloc_bt),
-            state: UNMARKED,
-        };
-        h = header.next;
+    let mut filled = 0;
+    for list in shards.iter().flatten() {
+        let mut h = list.head;
+        while h != 0 && filled < n {
+            // SAFETY: the shards' headers are live blocks', unchanged while the locks are held.
+            let header = unsafe { &*(h as *const Header) };
+            let start = header.user();
+            blocks[filled] = Entry {
+                start,
+                end: start + header.size.max(1),
+                stack: header.alloc_stack,
+                state: UNMARKED,
+            };
+            filled += 1;
+            h = header.next;
+        }
     }
+    super::guard::for_each_live(|start, size, stack| {
+        if filled < n {
+            blocks[filled] = Entry {
+                start,
+                end: start + size.max(1),
+                stack,
+                state: UNMARKED,
+            };
+            filled += 1;
+        }
+    });
+    let blocks = &mut blocks[..filled];
     blocks.sort_unstable_by_key(|b| b.start);
     let maps_len_max = maps_map.len;
     let maps: &mut [u8] = maps_map.slice(maps_len_max);
     let maps_len = read_maps(maps);
+    let (low, high) = (
+        blocks.first().map_or(0, |b| b.start),
+        blocks.iter().map(|b| b.end).max().unwrap_or(0),
+    );
     let mut marker = Marker {
+        low,
+        high,
         blocks,
         work: work_map.slice(n),
         top: 0,
     };
-    let stack_marker = 0usize;
-    let stack_pointer = core::hint::black_box(&stack_marker) as *const usize as usize;
+    let stack_start = stack_roots_start(caller);
     for line in maps[..maps_len].split(|&c| c == b'\n') {
         let mut fields = line.split(|&c| c == b' ').filter(|f| !f.is_empty());
         let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
@@ -270,16 +365,19 @@ pub fn check() {
         // On the calling thread's stack only what lies above the stack pointer is live:
         // below it, frames that returned (the program's `main` among them at exit) still
         // hold stale copies of pointers, which made lost blocks look reachable
-        // (LeakSanitizer also starts at the stack pointer).
-        if (start..end).contains(&stack_pointer) {
-            start = stack_pointer & !7;
+        // (LeakSanitizer also starts at the stack pointer); see `Caller` for the frames
+        // above it that are left out too.
+        if (start..end).contains(&stack_start) {
+            start = stack_start & !7;
         }
         let mut page = start;
         while page < end {
+            if let Some(r) = own.iter().find(|r| r.contains(&page)) {
+                page = r.end.next_multiple_of(4096).min(end);
+                continue;
+            }
             let next = (page + 4096).min(end);
-            let ours =
-                crate::alloc::owns(page as *const u8) || own.iter().any(|r| r.contains(&page));
-            if !ours {
+            if !crate::alloc::owns(page as *const u8) {
                 marker.scan(page, next, REACHABLE, usize::MAX);
                 marker.drain(REACHABLE, usize::MAX);
             }
@@ -297,7 +395,7 @@ pub fn check() {
         }
     }
     report(marker.blocks);
-    drop(list);
+    drop(shards);
 }
 
 /// Groups lost blocks by kind and allocation stack and reports the groups, largest first.
@@ -310,7 +408,7 @@ fn report(blocks: &mut [Entry]) {
     if totals[DEFINITE as usize].1 + totals[INDIRECT as usize].1 == 0 {
         return;
     }
-    blocks.sort_unstable_by_key(|b| (b.state, b.stack_hash));
+    blocks.sort_unstable_by_key(|b| (b.state, b.stack));
     // Groups: runs of equal (state, stack) among the lost blocks, in a mapped table.
     let Some(mut groups_map) = Mapped::new(blocks.len() * core::mem::size_of::<Group>()) else {
         return;
@@ -323,14 +421,14 @@ fn report(blocks: &mut [Entry]) {
         let mut bytes = 0u64;
         while j < blocks.len()
             && blocks[j].state == blocks[i].state
-            && blocks[j].stack_hash == blocks[i].stack_hash
+            && blocks[j].stack == blocks[i].stack
         {
             bytes += (blocks[j].end - blocks[j].start) as u64;
             j += 1;
         }
         if blocks[i].state >= DEFINITE {
             groups[count] = Group {
-                header: blocks[i].header,
+                stack: blocks[i].stack,
                 blocks: (j - i) as u64,
                 bytes,
                 definite: blocks[i].state == DEFINITE,
@@ -348,8 +446,7 @@ fn report(blocks: &mut [Entry]) {
         } else {
             "indirectly"
         };
-        // SAFETY: the header is a live block's (the list's lock is still held by the caller).
-        let bt = unsafe { &(*(g.header as *const Header)).alloc_bt };
+        let bt = &super::depot::get(g.stack);
         w.str("larder check: LEAK: ");
         w.u64(g.bytes);
         w.str(" bytes in ");

@@ -7,23 +7,30 @@
 //! - [`profile`]: heap profiling by sampled allocation sites (`LARDER_PROFILE`), with check
 //!   mode's own checks off;
 //! - `block`: the header, canary, redzones and poison of each checked block;
+//! - `depot`: every distinct backtrace stored once, named by a 32-bit id;
+//! - `guard`: blocks placed against guard pages, and the fault handler that reports on them;
 //! - `leaks`: the live-block list and the conservative mark at exit;
 //! - `quarantine`: freed blocks held, poisoned, first in first out;
-//! - `report`: error reports on stderr and in `LARDER_REPORT_FILE`, exit status 23.
+//! - `report`: error reports on stderr and in `LARDER_REPORT_FILE`, exit status 23;
+//! - `unwind_cache`: frame sizes learned per call site, for backtraces without the unwinder.
 //!
 //! What it finds: double frees (state in the header, both stacks), frees and reallocs of
 //! pointers that are not live blocks (interior, misaligned, stack, global, mmap'd), overflows
 //! and underflows of the requested size (checked on free and realloc), writes after free
-//! (poison verified when a block leaves the quarantine). Fresh blocks not from calloc are
-//! filled with `0xbe`, so uninitialised reads show.
+//! (poison verified when a block leaves the quarantine), and on guarded blocks overflow reads
+//! and writes and uses after free at the faulting instruction. Fresh blocks not from calloc are
+//! filled with `0xbe` (their first 64 KiB), so uninitialised reads show.
 
 pub mod backtrace;
 mod block;
+mod depot;
 pub mod fail;
+mod guard;
 mod leaks;
 pub mod profile;
 mod quarantine;
 pub mod report;
+mod unwind_cache;
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
@@ -32,7 +39,7 @@ use core::sync::atomic::Ordering;
 use self::backtrace::Backtrace;
 use self::block::{
     first_mismatch, header_of, Header, CANARY_LEN, HEADER_SIZE, LIVE, MAGIC, POISON_BYTE,
-    POISON_MAX, QUARANTINED, REDZONE_BYTE, RELEASED, TAIL_MAX, TAIL_MIN, UNINIT_BYTE,
+    POISON_MAX, QUARANTINED, REDZONE_BYTE, RELEASED, TAIL_MAX, TAIL_MIN, UNINIT_BYTE, UNINIT_MAX,
 };
 use self::report::Error;
 use crate::{alloc as core_alloc, options};
@@ -70,6 +77,10 @@ pub unsafe fn free(ptr: *mut u8) {
         return;
     }
     let at = Backtrace::capture(1);
+    if guard::owns(ptr as usize) {
+        guard::free(ptr as usize, "free", &at);
+        return;
+    }
     if let Some(h) = live_header(ptr as usize, "free", &at) {
         release_to_quarantine(h, &at, "free");
     }
@@ -85,6 +96,19 @@ pub unsafe fn realloc(ptr: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     let at = Backtrace::capture(1);
     if ptr.is_null() {
         return alloc_with(new_size, align, false, &at);
+    }
+    if guard::owns(ptr as usize) {
+        let Some(old_size) = guard::size_of_live(ptr as usize) else {
+            guard::free(ptr as usize, "realloc", &at);
+            return ptr::null_mut();
+        };
+        let new = alloc_with(new_size, align, false, &at);
+        if !new.is_null() {
+            // SAFETY: both blocks hold at least the bytes copied.
+            unsafe { ptr::copy_nonoverlapping(ptr, new, old_size.min(new_size)) };
+            guard::free(ptr as usize, "realloc", &at);
+        }
+        return new;
     }
     let Some(h) = live_header(ptr as usize, "realloc", &at) else {
         return ptr::null_mut();
@@ -107,6 +131,9 @@ pub unsafe fn realloc(ptr: *mut u8, new_size: usize, align: usize) -> *mut u8 {
 /// # Safety
 /// Any pointer may be passed.
 pub unsafe fn usable_size(ptr: *const u8) -> usize {
+    if guard::owns(ptr as usize) {
+        return guard::size_of_live(ptr as usize).unwrap_or(0);
+    }
     match find(ptr as usize) {
         // SAFETY: `find` returns only headers of check mode's blocks.
         Some(h) if unsafe { (*h).state() } == LIVE => unsafe { (*h).size },
@@ -116,12 +143,24 @@ pub unsafe fn usable_size(ptr: *const u8) -> usize {
 
 /// The checks at exit: blocks still in the quarantine are verified for writes after free, and
 /// live blocks no longer reachable are reported as leaks (unless `LARDER_LEAKS=off`).
-/// Call it once, at the end of the process (liblarder_check.so does, from `.fini_array`).
+/// Call it once, at the end of `main`.
 pub fn at_exit() {
+    exit_checks(leaks::Caller::Program);
+}
+
+/// As [`at_exit`], for a library's `.fini_array` function run by `exit` (liblarder_check.so's):
+/// the frames of the exit machinery on the stack are not roots of the leak mark.
+pub fn at_exit_from_fini() {
+    exit_checks(leaks::Caller::ExitMachinery);
+}
+
+#[inline(never)]
+fn exit_checks(caller: leaks::Caller) {
     fail::at_exit();
+    guard::write_summary();
     quarantine::drain(leave_quarantine);
     if options::get().leaks {
-        leaks::check();
+        leaks::check(caller);
     }
 }
 
@@ -133,8 +172,10 @@ pub fn init() {
         quarantine::lock_for_fork();
         leaks::lock_for_fork();
         profile::lock_for_fork();
+        guard::lock_for_fork();
     }
     extern "C" fn after() {
+        guard::unlock_after_fork();
         profile::unlock_after_fork();
         leaks::unlock_after_fork();
         quarantine::unlock_after_fork();
@@ -145,7 +186,7 @@ pub fn init() {
 
 /// Whether `ptr` lies in larder's memory.
 pub fn owns(ptr: *const u8) -> bool {
-    core_alloc::owns(ptr)
+    core_alloc::owns(ptr) || guard::owns(ptr as usize)
 }
 
 fn alloc_with(size: usize, align: usize, zeroed: bool, bt: &Backtrace) -> *mut u8 {
@@ -156,6 +197,10 @@ fn alloc_with(size: usize, align: usize, zeroed: bool, bt: &Backtrace) -> *mut u
     }
     if !align.is_power_of_two() {
         return ptr::null_mut();
+    }
+    let stack = depot::insert(bt);
+    if let Some(p) = guard::alloc(size, align, zeroed, stack) {
+        return p;
     }
     let align = align.max(MIN_ALIGN);
     // The header ends where the user bytes start, which must be aligned.
@@ -182,10 +227,10 @@ fn alloc_with(size: usize, align: usize, zeroed: bool, bt: &Backtrace) -> *mut u
     // usable size it reports; the header lies in the first `offset` bytes.
     unsafe {
         block::bytes(base, offset - HEADER_SIZE).fill(REDZONE_BYTE);
-        h.write(Header::new(base, size, bt));
+        h.write(Header::new(base, size, stack));
         leaks::insert(h);
         if !zeroed {
-            block::bytes(user, size).fill(UNINIT_BYTE);
+            block::bytes(user, size.min(UNINIT_MAX)).fill(UNINIT_BYTE);
         }
         let usable = core_alloc::usable_size(base as *const u8);
         let tail = (base + usable - user - size).min(TAIL_MAX);
@@ -195,15 +240,15 @@ fn alloc_with(size: usize, align: usize, zeroed: bool, bt: &Backtrace) -> *mut u
 }
 
 impl Header {
-    fn new(base: usize, size: usize, bt: &Backtrace) -> Header {
+    fn new(base: usize, size: usize, alloc_stack: u32) -> Header {
         Header {
             core_link: 0,
             base,
             size,
             magic: MAGIC,
             state: core::sync::atomic::AtomicU32::new(LIVE),
-            alloc_bt: *bt,
-            free_bt: Backtrace::EMPTY,
+            alloc_stack,
+            free_stack: 0,
             prev: 0,
             next: 0,
             canary: [REDZONE_BYTE; CANARY_LEN],
@@ -250,8 +295,8 @@ fn live_header(user: usize, op: &str, at: &Backtrace) -> Option<*mut Header> {
                 addr: user,
                 block: Some((user, header.size)),
                 offset: None,
-                alloc: Some(&header.alloc_bt),
-                free: Some(&header.free_bt),
+                alloc: Some(&depot::get(header.alloc_stack)),
+                free: Some(&depot::get(header.free_stack)),
                 at: Some(at),
             });
             None
@@ -284,7 +329,7 @@ fn release_to_quarantine(h: *mut Header, at: &Backtrace, op: &str) {
     let size = header.size;
     check_redzones(header, op, Some(at));
     leaks::remove(h);
-    header.free_bt = *at;
+    header.free_stack = depot::insert(at);
     // SAFETY: the user bytes are the block's.
     unsafe { block::bytes(user, size.min(POISON_MAX)).fill(POISON_BYTE) };
     quarantine::push(
@@ -317,7 +362,7 @@ fn check_redzones(header: &Header, op: &str, at: Option<&Backtrace>) {
             addr: user.wrapping_add_signed(offset),
             block: Some((user, size)),
             offset: Some(offset),
-            alloc: Some(&header.alloc_bt),
+            alloc: Some(&depot::get(header.alloc_stack)),
             free: None,
             at,
         });
@@ -338,8 +383,8 @@ fn leave_quarantine(user: usize) {
             addr: user + i,
             block: Some((user, size)),
             offset: Some(i as isize),
-            alloc: Some(&header.alloc_bt),
-            free: Some(&header.free_bt),
+            alloc: Some(&depot::get(header.alloc_stack)),
+            free: Some(&depot::get(header.free_stack)),
             at: None,
         });
     }

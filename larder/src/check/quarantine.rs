@@ -72,6 +72,17 @@ fn evict_one(ring: &mut Ring, release: &mut impl FnMut(usize)) {
     release(user);
 }
 
+/// The ring's mapping (empty until made): not a root of the leak mark (it holds freed blocks
+/// only).
+pub fn mapped_range() -> core::ops::Range<usize> {
+    let slots = RING.lock().slots as usize;
+    if slots == 0 {
+        0..0
+    } else {
+        slots..slots + SLOTS * core::mem::size_of::<usize>()
+    }
+}
+
 /// Takes every block out of the quarantine, oldest first, calling `release` for each (at exit:
 /// writes after free into blocks still held are found too).
 pub fn drain(mut release: impl FnMut(usize)) {

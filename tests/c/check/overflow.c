@@ -1,6 +1,7 @@
 /* expect: heap-buffer-overflow make_block */
-/* Found on free, when the tail redzone is checked: the report names the
- * block's allocation (make_block) and the free, not the writer. */
+/* On a guarded block the write faults and the report names the writer and
+ * the allocation (make_block); without guard pages (LARDER_GUARD=off) it is
+ * found on free, when the tail redzone is checked, naming the allocation. */
 #include "corpus.h"
 CULPRIT char *make_block(size_t n) {
   char *p = malloc(n);

@@ -1,7 +1,8 @@
 /* expect: use-after-free drop_block */
-/* The write is found when the block leaves the quarantine (at the latest at
- * exit), so the report names the free (drop_block), not the writer; guard
- * pages, which would fault at the write, are not built yet. */
+/* On a guarded block (the default while within the guard budget) the write
+ * faults and the report names the writer and the free (drop_block); without
+ * guard pages (LARDER_GUARD=off) it is found when the block leaves the
+ * quarantine (at the latest at exit), naming the free. */
 #include "corpus.h"
 CULPRIT void drop_block(char *p) {
   free(launder(p));

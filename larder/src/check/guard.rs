@@ -1,0 +1,545 @@
+//! Guard pages, as GWP-ASan and Electric Fence place blocks: a guarded block ends where a
+//! `PROT_NONE` page begins, in a pool of address space of its own, so a read or write one byte
+//! past its end faults at the instruction; a freed block's pages are made `PROT_NONE` too (and
+//! their memory handed back), so a read or write after free faults. A `SIGSEGV`/`SIGBUS`
+//! handler, installed when the pool is made, turns a fault inside the pool into a report
+//! (`heap-buffer-overflow`, `heap-buffer-underflow` or `use-after-free`, read or write, with the
+//! block and its stacks) and exits with status 23; faults elsewhere go to the handler that was
+//! there before.
+//!
+//! Which blocks: `LARDER_GUARD=auto` (the default) guards every block until the guarded blocks
+//! have taken `LARDER_GUARD_BUDGET` of the pool (data and guard pages, live or freed: a freed
+//! block's memory goes back to the OS, but its two system calls per malloc and free do not), then
+//! one in 1,024 (as GWP-ASan samples: one in 64 cost the C++ workload a quarter of its time in
+//! `mprotect` and its TLB shootdowns); `all`, `1/N`, `off`. A small program thus gets Electric Fence's full coverage,
+//! and a program that allocates millions of blocks pays for a few thousand. A block's
+//! start is aligned to the largest power of two not above its size (at most 16), enough for any
+//! object that fits, so that its end lies at most 15 bytes before the guard page (a read in that
+//! slack is not caught; a write is, on free); the bytes before it in its first page and the
+//! slack after it are a redzone, checked on free. Address space is never reused: each guarded block takes
+//! its pages and one guard page of a 64 GiB reservation; the metadata of every guarded block is
+//! a slot in a table sorted by address (the pool is handed out upward), which the signal handler
+//! reads without a lock.
+
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use super::backtrace::Backtrace;
+use super::block::{self, first_mismatch, REDZONE_BYTE, UNINIT_BYTE, UNINIT_MAX};
+use super::depot;
+use super::report::{self, Error};
+use crate::options::{self, Guard};
+use crate::sync::Lock;
+
+const PAGE: usize = 4096;
+/// The pool's reservation.
+const POOL_BYTES: usize = 64 << 30;
+/// Guarded blocks a process may have over its life (the slot table's reservation).
+const SLOTS_MAX: usize = 1 << 20;
+/// Live guarded blocks at most: each is a mapping of its own, and the kernel allows about
+/// 65,000 per process.
+const LIVE_MAX: usize = 16 << 10;
+/// `auto` beyond the budget guards one block in this many.
+const AUTO_SAMPLE: u64 = 1024;
+
+const LIVE: u32 = 1;
+const FREED: u32 = 2;
+
+/// One guarded block.
+#[repr(C)]
+struct Slot {
+    /// The first of its data pages (read-write while live).
+    data: usize,
+    /// Bytes of its data pages; the guard page follows.
+    len: usize,
+    /// The user bytes' start and requested size.
+    user: usize,
+    size: usize,
+    state: AtomicU32,
+    alloc_stack: u32,
+    free_stack: AtomicU32,
+}
+
+struct Pool {
+    /// Bytes of the pool handed out (the first page stays a guard).
+    used: usize,
+    /// Live guarded blocks.
+    live: usize,
+    /// Allocations seen, for sampling.
+    seen: u64,
+}
+
+static POOL: Lock<Pool> = Lock::new(Pool {
+    used: PAGE,
+    live: 0,
+    seen: 0,
+});
+static BASE: AtomicUsize = AtomicUsize::new(0);
+static SLOTS: AtomicPtr<Slot> = AtomicPtr::new(ptr::null_mut());
+/// Slots written (published with `Release` after each is complete).
+static COUNT: AtomicUsize = AtomicUsize::new(0);
+/// Blocks guarded, and blocks left unguarded by sampling or limits.
+static GUARDED: AtomicU64 = AtomicU64::new(0);
+static UNGUARDED: AtomicU64 = AtomicU64::new(0);
+/// Whether `auto` went past its budget (and sampled from then on).
+static OVER_BUDGET: AtomicU32 = AtomicU32::new(0);
+
+fn map(len: usize, prot: i32) -> Option<usize> {
+    // SAFETY: an anonymous private mapping with no address hint.
+    let p = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            len,
+            prot,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    (p != libc::MAP_FAILED).then_some(p as usize)
+}
+
+/// The pool's base, making the pool, its slot table and the signal handlers on first use (under
+/// the pool's lock).
+fn base() -> Option<usize> {
+    let b = BASE.load(Ordering::Acquire);
+    if b != 0 {
+        return Some(b);
+    }
+    let slots = map(
+        SLOTS_MAX * core::mem::size_of::<Slot>(),
+        libc::PROT_READ | libc::PROT_WRITE,
+    )?;
+    let pool = map(POOL_BYTES, libc::PROT_NONE)?;
+    SLOTS.store(slots as *mut Slot, Ordering::Release);
+    install_handlers();
+    BASE.store(pool, Ordering::Release);
+    Some(pool)
+}
+
+/// The pool's address range (empty before it is made).
+pub fn pool_range() -> core::ops::Range<usize> {
+    match BASE.load(Ordering::Acquire) {
+        0 => 0..0,
+        b => b..b + POOL_BYTES,
+    }
+}
+
+/// The pool and the slot table: no roots of the leak mark (the pool's live blocks are marked
+/// as blocks; the table points to every block).
+pub fn mapped_ranges() -> [core::ops::Range<usize>; 2] {
+    let slots = match SLOTS.load(Ordering::Acquire) as usize {
+        0 => 0..0,
+        p => p..p + SLOTS_MAX * core::mem::size_of::<Slot>(),
+    };
+    [pool_range(), slots]
+}
+
+fn slots() -> &'static [Slot] {
+    let p = SLOTS.load(Ordering::Acquire);
+    let n = COUNT.load(Ordering::Acquire);
+    if p.is_null() {
+        return &[];
+    }
+    // SAFETY: the first `n` slots were written completely before `COUNT` was raised past them,
+    // and the table is never unmapped.
+    unsafe { core::slice::from_raw_parts(p, n) }
+}
+
+/// The slot whose data pages or following guard page hold `addr`.
+fn slot_near(addr: usize) -> Option<&'static Slot> {
+    let slots = slots();
+    let i = slots.partition_point(|s| s.data <= addr);
+    let s = slots.get(i.checked_sub(1)?)?;
+    (addr < s.data + s.len + PAGE).then_some(s)
+}
+
+/// The alignment a block of `size` bytes gets: the largest power of two not above its size, at
+/// most 16, which any object that fits needs at most (a struct with a trailing array is
+/// allocated with a size its alignment does not divide), or `align` if more (C's malloc
+/// family asks for 1, `memalign` for what it was asked, Rust for the layout's). Between the
+/// block's end and the guard page lie at most 15 bytes of slack, a redzone checked on free.
+fn placement_align(size: usize, align: usize) -> usize {
+    let natural = if size == 0 {
+        16
+    } else {
+        (1usize << (usize::BITS - 1 - size.leading_zeros())).min(16)
+    };
+    align.max(natural)
+}
+
+/// Whether this allocation gets a guard page, by the option and the budget (pool locked).
+fn decide(pool: &mut Pool, len: usize) -> bool {
+    pool.seen += 1;
+    if pool.live >= LIVE_MAX
+        || pool.used + len + PAGE > POOL_BYTES
+        || COUNT.load(Ordering::Relaxed) >= SLOTS_MAX
+    {
+        return false;
+    }
+    let o = options::get();
+    match o.guard {
+        Guard::Off => false,
+        Guard::All => true,
+        Guard::Sample(n) => pool.seen % u64::from(n) == 0,
+        Guard::Auto => {
+            if (pool.used + len + PAGE) as u64 <= o.guard_budget {
+                true
+            } else {
+                OVER_BUDGET.store(1, Ordering::Relaxed);
+                pool.seen % AUTO_SAMPLE == 0
+            }
+        }
+    }
+}
+
+/// A guarded block of `size` bytes, or `None` when this one is not to be guarded (the caller
+/// then allocates as usual).
+pub fn alloc(size: usize, align: usize, zeroed: bool, alloc_stack: u32) -> Option<*mut u8> {
+    if options::get().guard == Guard::Off || align > PAGE {
+        return None;
+    }
+    let len = size.max(1).checked_next_multiple_of(PAGE)?;
+    let mut pool = POOL.lock();
+    if !decide(&mut pool, len) {
+        drop(pool);
+        UNGUARDED.fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
+    let base = base()?;
+    install_handlers();
+    let data = base + pool.used;
+    // SAFETY: `[data, data + len)` lies in the pool's reservation, unused until now.
+    if unsafe { libc::mprotect(data as *mut _, len, libc::PROT_READ | libc::PROT_WRITE) } != 0 {
+        return None;
+    }
+    pool.used += len + PAGE;
+    pool.live += 1;
+    let user = (data + len - size) & !(placement_align(size, align) - 1);
+    // SAFETY: the data pages are read-write now and the block's alone; fresh pages read as
+    // zero, so a zeroed block needs nothing more.
+    unsafe {
+        block::bytes(data, user - data).fill(REDZONE_BYTE);
+        block::bytes(user + size, data + len - user - size).fill(REDZONE_BYTE);
+        if !zeroed {
+            block::bytes(user, size.min(UNINIT_MAX)).fill(UNINIT_BYTE);
+        }
+    }
+    let n = COUNT.load(Ordering::Relaxed);
+    // SAFETY: slot `n < SLOTS_MAX` (checked in `decide`) is unused; it is published below.
+    unsafe {
+        SLOTS.load(Ordering::Relaxed).add(n).write(Slot {
+            data,
+            len,
+            user,
+            size,
+            state: AtomicU32::new(LIVE),
+            alloc_stack,
+            free_stack: AtomicU32::new(0),
+        })
+    };
+    COUNT.store(n + 1, Ordering::Release);
+    drop(pool);
+    GUARDED.fetch_add(1, Ordering::Relaxed);
+    Some(user as *mut u8)
+}
+
+/// Whether `ptr` lies in the guard pool (and so is for [`free`], [`size_of_live`]).
+pub fn owns(ptr: usize) -> bool {
+    pool_range().contains(&ptr)
+}
+
+/// The requested size of the live guarded block starting at `ptr`.
+pub fn size_of_live(ptr: usize) -> Option<usize> {
+    let s = slot_near(ptr)?;
+    (s.user == ptr && s.state.load(Ordering::Acquire) == LIVE).then_some(s.size)
+}
+
+/// Frees the guarded block at `ptr` (a pointer in the pool): checks its redzone, makes its
+/// pages inaccessible and gives their memory back. Anything else is reported.
+pub fn free(ptr: usize, op: &str, at: &Backtrace) {
+    let bad = |class: &str, block: Option<&Slot>| {
+        report::error(&Error {
+            class,
+            op,
+            addr: ptr,
+            block: block.map(|s| (s.user, s.size)),
+            offset: None,
+            alloc: block.map(|s| depot::get(s.alloc_stack)).as_ref(),
+            free: block
+                .map(|s| depot::get(s.free_stack.load(Ordering::Acquire)))
+                .as_ref(),
+            at: Some(at),
+        })
+    };
+    let Some(s) = slot_near(ptr).filter(|s| s.user == ptr) else {
+        bad("invalid-free", None);
+        return;
+    };
+    if s.state
+        .compare_exchange(LIVE, FREED, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        bad("double-free", Some(s));
+        return;
+    }
+    // SAFETY: the redzones before and after the block lie in its data pages, read-write while
+    // live.
+    let (redzone, slack) = unsafe {
+        (
+            block::bytes(s.data, s.user - s.data),
+            block::bytes(s.user + s.size, s.data + s.len - s.user - s.size),
+        )
+    };
+    if let Some(i) = first_mismatch(slack, REDZONE_BYTE) {
+        report::error(&Error {
+            class: "heap-buffer-overflow",
+            op,
+            addr: s.user + s.size + i,
+            block: Some((s.user, s.size)),
+            offset: Some((s.size + i) as isize),
+            alloc: Some(&depot::get(s.alloc_stack)),
+            free: None,
+            at: Some(at),
+        });
+    }
+    if let Some(i) = first_mismatch(redzone, REDZONE_BYTE) {
+        let offset = i as isize - redzone.len() as isize;
+        report::error(&Error {
+            class: "heap-buffer-underflow",
+            op,
+            addr: s.user.wrapping_add_signed(offset),
+            block: Some((s.user, s.size)),
+            offset: Some(offset),
+            alloc: Some(&depot::get(s.alloc_stack)),
+            free: None,
+            at: Some(at),
+        });
+    }
+    s.free_stack.store(depot::insert(at), Ordering::Release);
+    // SAFETY: the data pages are this block's; after this no one may touch them (a use after
+    // free faults, which is the point).
+    unsafe {
+        libc::mprotect(s.data as *mut _, s.len, libc::PROT_NONE);
+        libc::madvise(s.data as *mut _, s.len, libc::MADV_DONTNEED);
+    }
+    let mut pool = POOL.lock();
+    pool.live -= 1;
+}
+
+/// Fork handlers: the pool's lock is held across `fork`.
+pub fn lock_for_fork() {
+    POOL.lock_for_fork();
+}
+
+/// Releases the lock taken by `lock_for_fork`, in the parent or the child.
+pub fn unlock_after_fork() {
+    // SAFETY: called only after `lock_for_fork` by the forking thread (or its child copy).
+    unsafe { POOL.unlock_after_fork() };
+}
+
+/// Calls `f(user, size, alloc_stack)` for every live guarded block (for the leak mark).
+pub fn for_each_live(mut f: impl FnMut(usize, usize, u32)) {
+    for s in slots() {
+        if s.state.load(Ordering::Acquire) == LIVE {
+            f(s.user, s.size, s.alloc_stack);
+        }
+    }
+}
+
+/// Live guarded blocks (for sizing the leak mark's tables).
+pub fn live_count() -> usize {
+    POOL.lock().live
+}
+
+/// Writes what guarding did, at exit (nothing when no block was guarded or guarding is off).
+pub fn write_summary() {
+    let (guarded, unguarded) = (
+        GUARDED.load(Ordering::Relaxed),
+        UNGUARDED.load(Ordering::Relaxed),
+    );
+    let o = options::get();
+    if guarded == 0 || o.guard == Guard::Off {
+        return;
+    }
+    let mut w = crate::report::Writer::new(2);
+    w.str("larder check: guard pages: ");
+    w.u64(guarded);
+    w.str(" blocks guarded, ");
+    w.u64(unguarded);
+    w.str(" not (");
+    match o.guard {
+        Guard::Auto if OVER_BUDGET.load(Ordering::Relaxed) != 0 => {
+            w.str("every block until guarded blocks had taken LARDER_GUARD_BUDGET=");
+            w.u64(o.guard_budget);
+            w.str(" bytes, then 1 in 1024");
+        }
+        Guard::Auto | Guard::All => w.str("every block within the pool's limits"),
+        Guard::Sample(n) => {
+            w.str("1 in ");
+            w.u64(u64::from(n));
+        }
+        Guard::Off => {}
+    }
+    w.str(")\n");
+    w.flush();
+}
+
+type Action = extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void);
+
+/// The handlers that were installed before ours, for SIGSEGV and SIGBUS.
+static PREVIOUS: [Lock<Option<libc::sigaction>>; 2] = [const { Lock::new(None) }; 2];
+static PREVIOUS_READY: AtomicU32 = AtomicU32::new(0);
+
+/// Installs the fault handlers, or installs them again where another one replaced them (Rust's
+/// runtime installs its own SIGSEGV handler, for stack overflows, after the first allocations;
+/// it does not pass on faults it does not know): checked at every guarded allocation.
+fn install_handlers() {
+    for (i, sig) in [libc::SIGSEGV, libc::SIGBUS].into_iter().enumerate() {
+        // SAFETY: a zeroed `sigaction` is valid; with a null new action, sigaction only reads
+        // the current one.
+        let current = unsafe {
+            let mut current: libc::sigaction = core::mem::zeroed();
+            libc::sigaction(sig, ptr::null(), &mut current);
+            current
+        };
+        if current.sa_sigaction == on_fault as Action as usize {
+            continue;
+        }
+        // SAFETY: zeroed `sigaction` structs are valid; `on_fault` has the SA_SIGINFO
+        // signature and never returns into a fault of ours.
+        unsafe {
+            let mut new: libc::sigaction = core::mem::zeroed();
+            new.sa_sigaction = on_fault as Action as usize;
+            new.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER;
+            libc::sigemptyset(&mut new.sa_mask);
+            let mut old: libc::sigaction = core::mem::zeroed();
+            if libc::sigaction(sig, &new, &mut old) == 0 {
+                *PREVIOUS[i].lock() = Some(old);
+            }
+        }
+    }
+    PREVIOUS_READY.store(1, Ordering::Release);
+}
+
+/// Whether the fault was a write (the page-fault error code's bit 1), and the faulting
+/// instruction's address, on x86-64.
+fn fault_context(ctx: *mut libc::c_void) -> (Option<bool>, usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if ctx.is_null() {
+            return (None, 0);
+        }
+        // SAFETY: the kernel passes a `ucontext_t` to an SA_SIGINFO handler.
+        let uc = unsafe { &*ctx.cast::<libc::ucontext_t>() };
+        let regs = &uc.uc_mcontext.gregs;
+        (
+            Some(regs[libc::REG_ERR as usize] & 2 != 0),
+            regs[libc::REG_RIP as usize] as usize,
+        )
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = ctx;
+        (None, 0)
+    }
+}
+
+extern "C" fn on_fault(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    let addr = unsafe { (*info).si_addr() } as usize;
+    if owns(addr) {
+        let (write, pc) = fault_context(ctx);
+        report_fault(addr, write, pc);
+    }
+    chain(sig, info, ctx);
+}
+
+/// The slot whose data pages start right after the guard page holding `addr`.
+fn slot_after_guard(addr: usize) -> Option<&'static Slot> {
+    let slots = slots();
+    let next = (addr & !(PAGE - 1)) + PAGE;
+    slots
+        .get(slots.partition_point(|s| s.data < next))
+        .filter(|s| s.data == next)
+}
+
+/// Reports a fault at `addr` in the pool and exits with status 23 (or returns when no guarded
+/// block is near it).
+fn report_fault(addr: usize, write: Option<bool>, pc: usize) {
+    let before = slot_near(addr);
+    let after = slot_after_guard(addr);
+    // In a block's data pages: freed. In a guard page: past the end of the block before it,
+    // or (nearer) before the start of the block after it.
+    let (class, s) = match (before, after) {
+        (Some(b), _) if addr < b.data + b.len => ("use-after-free", b),
+        (Some(b), Some(a)) if a.user - addr < addr - (b.user + b.size) => {
+            ("heap-buffer-underflow", a)
+        }
+        (Some(b), _) => ("heap-buffer-overflow", b),
+        (None, Some(a)) => ("heap-buffer-underflow", a),
+        (None, None) => return,
+    };
+    // The stack from the faulting instruction out (the handler's and the signal trampoline's
+    // frames left out; the unwinder keeps an interrupted frame's address one byte on).
+    let mut at = Backtrace::capture(0);
+    if let Some(i) = at.frames().iter().position(|&f| f == pc + 1) {
+        let len = at.len as usize;
+        at.frames.copy_within(i..len, 0);
+        at.len = (len - i) as u8;
+    }
+    let op = match write {
+        Some(true) => "write",
+        Some(false) => "read",
+        None => "access",
+    };
+    let freed = s.state.load(Ordering::Acquire) == FREED;
+    let class = if freed { "use-after-free" } else { class };
+    report::error(&Error {
+        class,
+        op,
+        addr,
+        block: Some((s.user, s.size)),
+        offset: Some(addr as isize - s.user as isize),
+        alloc: Some(&depot::get(s.alloc_stack)),
+        free: freed
+            .then(|| depot::get(s.free_stack.load(Ordering::Acquire)))
+            .as_ref(),
+        at: Some(&at),
+    });
+    // Going on after the fault would fault again: the process ends here whatever
+    // LARDER_CHECK_ERRORS says.
+    // SAFETY: _exit ends the process at once.
+    unsafe { libc::_exit(report::EXIT_STATUS) };
+}
+
+/// Hands a fault that is not ours to the handler that was there before ours (or restores the
+/// default action, so that the faulting instruction, run again, ends the process as usual).
+fn chain(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    let i = usize::from(sig == libc::SIGBUS);
+    // The lock cannot be held by this thread (taken only at install), and the handlers were
+    // stored before the pool was published, so `try`ing is not needed.
+    let previous = if PREVIOUS_READY.load(Ordering::Acquire) != 0 {
+        *PREVIOUS[i].lock()
+    } else {
+        None
+    };
+    match previous {
+        Some(old) if old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN => {
+            if old.sa_flags & libc::SA_SIGINFO != 0 {
+                // SAFETY: the previous handler was installed with this signature.
+                let f: Action = unsafe { core::mem::transmute(old.sa_sigaction) };
+                f(sig, info, ctx);
+            } else {
+                // SAFETY: the previous handler was installed as a plain handler.
+                let f: extern "C" fn(i32) = unsafe { core::mem::transmute(old.sa_sigaction) };
+                f(sig);
+            }
+        }
+        _ => {
+            // SAFETY: restores the default action; the faulting instruction runs again and the
+            // kernel ends the process with the signal.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+    }
+}
