@@ -275,18 +275,25 @@ mod tests {
         Backtrace::capture(0)
     }
 
-    /// `stack_above` accepting the frames of `stack_above` and of this function (pcs within
-    /// 4 KiB of their starts); also the address of a local of this frame.
+    /// `stack_above` accepting the frames of `stack_above` and of this function; also the
+    /// address of a local of this frame. A pc belongs to the nearest of the known function starts
+    /// below it (within 4 KiB): the caller's code may follow this function's closely (it does in
+    /// debug builds), so a window alone would accept the caller's frame too.
     #[inline(never)]
-    fn above_this_frame() -> (Option<usize>, usize) {
+    fn above_this_frame(caller: usize) -> (Option<usize>, usize) {
         let marker = 0u64;
         let local = core::hint::black_box(&marker) as *const u64 as usize;
         let (here, own) = (
-            above_this_frame as fn() -> (Option<usize>, usize) as usize,
+            above_this_frame as fn(usize) -> (Option<usize>, usize) as usize,
             stack_above as fn(&dyn Fn(usize) -> bool) -> Option<usize> as usize,
         );
-        let inside =
-            |pc: usize| (own..own + 4096).contains(&pc) || (here..here + 4096).contains(&pc);
+        let inside = |pc: usize| {
+            let owner = [here, own, caller]
+                .into_iter()
+                .filter(|&start| start <= pc && pc < start + 4096)
+                .max();
+            owner == Some(here) || owner == Some(own)
+        };
         (stack_above(&inside), local)
     }
 
@@ -294,7 +301,8 @@ mod tests {
     fn stack_above_ends_where_the_first_frame_not_accepted_begins() {
         let marker = 0u64;
         let caller_local = core::hint::black_box(&marker) as *const u64 as usize;
-        let (top, callee_local) = above_this_frame();
+        let caller = stack_above_ends_where_the_first_frame_not_accepted_begins as fn() as usize;
+        let (top, callee_local) = above_this_frame(caller);
         let top = top.expect("the walk leaves the accepted frames");
         assert!(
             callee_local < top && top <= caller_local,
