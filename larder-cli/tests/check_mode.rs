@@ -13,12 +13,6 @@ use std::process::Command;
 
 use serde_json::Value;
 
-fn larder() -> &'static Path {
-    static LIBRARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    LIBRARY.get_or_init(|| common::built_library("liblarder_check.so", "larder-check-c"));
-    common::larder_exe()
-}
-
 /// tests/c/check/NAME.c, compiled with debug info (no -rdynamic: the names
 /// must come from the CLI's symbolisation, not from dladdr).
 fn corpus_program(name: &str) -> PathBuf {
@@ -35,20 +29,11 @@ fn corpus_program(name: &str) -> PathBuf {
 }
 
 fn check_run(extra: &[&str], program: &Path, args: &[&str]) -> (Value, i32) {
-    let report = tempfile::NamedTempFile::new().unwrap();
-    let output = Command::new(larder())
-        .args(["run", "--check", "--json", "--report"])
-        .arg(report.path())
-        .args(extra)
-        .arg("--")
-        .arg(program)
-        .args(args)
-        .output()
-        .expect("larder runs");
-    let text = std::fs::read_to_string(report.path()).unwrap();
-    let summary =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad summary ({e}): {text}"));
-    (summary, output.status.code().unwrap_or(-1))
+    common::json_run(
+        "--check",
+        extra,
+        std::iter::once(program.as_os_str()).chain(args.iter().map(std::ffi::OsStr::new)),
+    )
 }
 
 fn functions(frames: &Value) -> Vec<String> {

@@ -22,12 +22,6 @@ const TRUTH: [(&str, u64); 3] = [
     ("small_site", 4 * MIB),
 ];
 
-fn larder() -> &'static Path {
-    static LIBRARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    LIBRARY.get_or_init(|| common::built_library("liblarder_check.so", "larder-check-c"));
-    common::larder_exe()
-}
-
 /// tests/c/profile/three_sites.c, compiled with debug info.
 fn three_sites() -> PathBuf {
     static PROGRAM: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
@@ -50,19 +44,7 @@ fn three_sites() -> PathBuf {
 
 /// Runs `larder run --profile --json` with `extra` options; the summary and larder's status.
 fn profile_run(extra: &[&str], command: &[&str]) -> (Value, i32) {
-    let report = tempfile::NamedTempFile::new().unwrap();
-    let output = Command::new(larder())
-        .args(["run", "--profile", "--json", "--report"])
-        .arg(report.path())
-        .args(extra)
-        .arg("--")
-        .args(command)
-        .output()
-        .expect("larder runs");
-    let text = std::fs::read_to_string(report.path()).unwrap();
-    let summary =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad summary ({e}): {text}"));
-    (summary, output.status.code().unwrap_or(-1))
+    common::json_run("--profile", extra, command)
 }
 
 /// The innermost function of a site's stack.
@@ -169,7 +151,7 @@ fn the_children_of_a_shell_are_profiled_each_at_the_rate_asked_for() {
 
 #[test]
 fn a_bad_rate_is_refused_before_the_program_runs() {
-    let output = Command::new(larder())
+    let output = Command::new(common::larder_with_check_library())
         .args(["run", "--profile", "--profile-rate", "lots", "--", "true"])
         .output()
         .expect("larder runs");

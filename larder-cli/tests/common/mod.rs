@@ -1,8 +1,11 @@
 //! What larder-cli's integration tests share: the libraries `larder run` preloads.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+
+use serde_json::Value;
 
 /// The `larder` executable under test.
 pub fn larder_exe() -> &'static Path {
@@ -37,4 +40,35 @@ pub fn built_library(file: &str, package: &str) -> PathBuf {
     assert!(status.success(), "cargo build -p {package} failed");
     assert!(library.is_file(), "{} was not built", library.display());
     library
+}
+
+/// The `larder` executable, with liblarder_check.so (check mode and the profiler) built beside it.
+#[allow(dead_code)] // Used by the check-mode and profiler tests, not by every test binary.
+pub fn larder_with_check_library() -> &'static Path {
+    static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
+    LIBRARY.get_or_init(|| built_library("liblarder_check.so", "larder-check-c"));
+    larder_exe()
+}
+
+/// Runs `larder run MODE --json --report FILE EXTRA -- COMMAND` and returns the JSON summary it
+/// wrote and larder's exit status.
+#[allow(dead_code)] // Used by the check-mode and profiler tests, not by every test binary.
+pub fn json_run<I>(mode: &str, extra: &[&str], command: I) -> (Value, i32)
+where
+    I: IntoIterator,
+    I::Item: AsRef<OsStr>,
+{
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let output = Command::new(larder_with_check_library())
+        .args(["run", mode, "--json", "--report"])
+        .arg(report.path())
+        .args(extra)
+        .arg("--")
+        .args(command)
+        .output()
+        .expect("larder runs");
+    let text = std::fs::read_to_string(report.path()).unwrap();
+    let summary =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad summary ({e}): {text}"));
+    (summary, output.status.code().unwrap_or(-1))
 }

@@ -413,17 +413,22 @@ struct Tables {
 // SAFETY: the tables' memory is only touched under the lock that holds them.
 unsafe impl Send for Tables {}
 
-static TABLES: Lock<Tables> = Lock::new(Tables {
-    sites: core::ptr::null_mut(),
-    live: core::ptr::null_mut(),
-    sites_used: 0,
-    live_used: 0,
-    live_bytes: 0,
-    peak_bytes: 0,
-    epoch: 0,
-    samples: 0,
-    dropped: 0,
-});
+impl Tables {
+    /// No tables mapped yet, nothing counted.
+    const EMPTY: Tables = Tables {
+        sites: core::ptr::null_mut(),
+        live: core::ptr::null_mut(),
+        sites_used: 0,
+        live_used: 0,
+        live_bytes: 0,
+        peak_bytes: 0,
+        epoch: 0,
+        samples: 0,
+        dropped: 0,
+    };
+}
+
+static TABLES: Lock<Tables> = Lock::new(Tables::EMPTY);
 
 /// The counting filter: how many live sampled blocks hash to each counter. Read without the
 /// lock by frees (a block being freed was inserted before the pointer reached the freeing
@@ -821,15 +826,8 @@ mod tests {
         let live_bytes = LIVE_SLOTS * core::mem::size_of::<LiveBlock>();
         let p = map_zeroed(live_bytes).expect("a mapping");
         let mut t = Tables {
-            sites: core::ptr::null_mut(),
             live: p.cast(),
-            sites_used: 0,
-            live_used: 0,
-            live_bytes: 0,
-            peak_bytes: 0,
-            epoch: 0,
-            samples: 0,
-            dropped: 0,
+            ..Tables::EMPTY
         };
         // Enough addresses (at 4 KiB steps, as sampled blocks lie) that the table has long
         // runs of probed slots; removing every other one shifts entries back across them.
