@@ -26,6 +26,11 @@
  *   that is not a power of two up to one, as glibc 2.36 does; valloc aligns to
  *   the page; pvalloc also rounds the size up to whole pages.
  * - calloc memory is zero; pages fresh from the OS are not written again.
+ * - C++'s replaceable operator new and operator delete (plain and array, sized,
+ *   aligned, nothrow) are exported too, so C++ programs reach larder without a
+ *   hop through libstdc++. A failed new calls the new-handler and throws
+ *   std::bad_alloc (nothrow: returns NULL) by handing over to the C++
+ *   runtime's own operator, which allocates with this malloc.
  * - A pointer larder did not allocate (from before it was preloaded, or from
  *   another allocator) given to free, realloc or malloc_usable_size is left
  *   alone and reported once on stderr; realloc then returns NULL with ENOMEM

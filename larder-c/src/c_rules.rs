@@ -112,20 +112,28 @@ fn c_result(block: *mut u8) -> *mut c_void {
 /// None beyond the C contract: the result is owned by the caller.
 #[inline(always)]
 pub unsafe fn malloc(size: usize) -> *mut c_void {
-    if size <= raw::SMALL_FAST_MAX {
-        let block = raw::alloc_small_fast(fast_path_request(size));
-        if !block.is_null() {
-            return block.cast();
-        }
+    let block = malloc_fast(size);
+    if !block.is_null() {
+        return block;
     }
     malloc_slow(size)
+}
+
+/// `malloc`'s fast path alone: a small block from the thread's free list, or NULL when that
+/// takes more (a bigger size, an empty list); then [`malloc_slow`] does the rest.
+#[inline(always)]
+pub fn malloc_fast(size: usize) -> *mut c_void {
+    if size <= raw::SMALL_FAST_MAX {
+        return raw::alloc_small_fast(fast_path_request(size)).cast();
+    }
+    ptr::null_mut()
 }
 
 /// `malloc` past the small fast path. `extern "C"` so that the call cannot
 /// unwind and `malloc` can tail-call it, needing no stack frame.
 #[cold]
 #[inline(never)]
-extern "C" fn malloc_slow(size: usize) -> *mut c_void {
+pub extern "C" fn malloc_slow(size: usize) -> *mut c_void {
     if size > MAX_REQUEST {
         return out_of_memory();
     }

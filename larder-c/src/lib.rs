@@ -4,6 +4,7 @@
 //! The layers, each using only those below it:
 //! - [`exports`]: the C symbols (`malloc`, `free`, ... and `larder_*`), one-line
 //!   forwarders;
+//! - [`cxx`]: C++'s `operator new` and `operator delete`, straight to the same rules;
 //! - [`c_rules`]: what C expects of them (errno, overflow, alignment rules,
 //!   `realloc(p, 0)`), written once, over [`backend`] (larder-check-c compiles
 //!   these same files over check mode's entry points);
@@ -13,7 +14,8 @@
 //! - [`timeline`]: the sampler thread behind `larder run --plot`;
 //! - [`line`]: a fixed-size text buffer, because none of this may allocate.
 //!
-//! Nothing here allocates, locks, or calls `dlsym`: these functions can be
+//! Nothing here allocates, locks, or calls `dlsym` (but a failed C++ `new`, which hands
+//! over to the C++ runtime to throw): these functions can be
 //! called before libc has finished starting, from any thread, inside `fork`.
 
 pub mod backend {
@@ -23,6 +25,7 @@ pub mod backend {
     pub const EXACT_SIZES: bool = false;
 }
 pub mod c_rules;
+pub mod cxx;
 pub mod early_init;
 pub mod exit_report;
 pub mod exports;

@@ -13,6 +13,8 @@
 
 #[path = "../../larder-c/src/c_rules.rs"]
 pub mod c_rules;
+#[path = "../../larder-c/src/cxx.rs"]
+pub mod cxx;
 #[path = "../../larder-c/src/exit_report.rs"]
 pub mod exit_report;
 #[path = "../../larder-c/src/exports.rs"]

@@ -13,6 +13,7 @@ cflags=(-O2 -g -Wall -Wextra -Werror)
 cc "${cflags[@]}" -o "$out/api_semantics" "$src/api_semantics.c"
 cc "${cflags[@]}" -pthread -o "$out/stress_threads" "$src/stress_threads.c"
 g++ -std=c++17 "${cflags[@]}" -pthread -o "$out/cxx_workload" "$src/cxx_workload.cpp"
+g++ -std=c++17 "${cflags[@]}" -o "$out/cxx_new" "$src/cxx_new.cpp" -ldl
 cc "${cflags[@]}" -o "$out/run_summary" "$src/run_summary.c"
 cc "${cflags[@]}" -pthread -o "$out/contended_large" "$src/contended_large.c"
 cc "${cflags[@]}" -pthread -o "$out/main_pthread_exit" "$src/main_pthread_exit.c"

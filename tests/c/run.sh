@@ -34,6 +34,10 @@ run_test() {
 
 run_test "api semantics on glibc" "$out/api_semantics"
 run_test "api semantics, preloaded" env LD_PRELOAD="$lib_dir/liblarder.so" "$out/api_semantics"
+# C++'s operator new and delete are liblarder.so's own (no hop through libstdc++), and a failed
+# new still calls the new-handler and throws std::bad_alloc.
+run_test "C++ operator new and delete, on glibc" "$out/cxx_new"
+run_test "C++ operator new and delete are larder's, preloaded" env LD_PRELOAD="$lib_dir/liblarder.so" "$out/cxx_new" liblarder.so
 run_test "large blocks from four threads at once, preloaded" env LD_PRELOAD="$lib_dir/liblarder.so" "$out/contended_large"
 run_test "a process whose main thread calls pthread_exit ends with its last thread, preloaded" \
   env LD_PRELOAD="$lib_dir/liblarder.so" timeout 20 "$out/main_pthread_exit"
@@ -192,6 +196,7 @@ if [ -f "$check_lib" ]; then
   # With guard pages a block under 8 bytes is aligned to the largest power of
   # two not above its size (what any object that fits needs), not to glibc's
   # 8 that api_semantics checks by default: it is told so.
+  run_test "C++ operator new and delete under check mode" env LD_PRELOAD="$check_lib" "$out/cxx_new" liblarder_check.so
   run_test "api semantics under check mode (guard pages off)" env LARDER_GUARD=off LD_PRELOAD="$check_lib" "$out/api_semantics"
   for guard in all 1/3; do
     run_test "api semantics under check mode, guard pages $guard" \
