@@ -190,10 +190,7 @@ pub static VARIABLES: &[Variable] = &[
         values: "bytes (suffix K, M or G)",
         default: "64M",
         help: "check mode: how many bytes of freed blocks wait, poisoned, before reuse (finds use after free)",
-        parse: |o, v| {
-            o.quarantine_bytes = parse_size(v).ok_or("expected a size such as 64M")?;
-            Ok(())
-        },
+        parse: |o, v| store_size(&mut o.quarantine_bytes, v),
     },
     Variable {
         name: "LARDER_GUARD",
@@ -221,20 +218,14 @@ pub static VARIABLES: &[Variable] = &[
         values: "bytes (suffix K, M or G)",
         default: "64M",
         help: "check mode: memory that guarded blocks may take before LARDER_GUARD=auto samples",
-        parse: |o, v| {
-            o.guard_budget = parse_size(v).ok_or("expected a size such as 64M")?;
-            Ok(())
-        },
+        parse: |o, v| store_size(&mut o.guard_budget, v),
     },
     Variable {
         name: "LARDER_LEAKS",
         values: "on | off",
         default: "on",
         help: "check mode: look for leaked blocks at exit (a conservative mark from the roots)",
-        parse: |o, v| {
-            o.leaks = parse_flag(v).ok_or("expected on or off")?;
-            Ok(())
-        },
+        parse: |o, v| store_flag(&mut o.leaks, v),
     },
     Variable {
         name: "LARDER_FAIL",
@@ -248,10 +239,7 @@ pub static VARIABLES: &[Variable] = &[
         values: "on | off",
         default: "off",
         help: "fault injection: print each injected failure with its backtrace",
-        parse: |o, v| {
-            o.fail_log = parse_flag(v).ok_or("expected on or off")?;
-            Ok(())
-        },
+        parse: |o, v| store_flag(&mut o.fail_log, v),
     },
     Variable {
         name: "LARDER_TIMELINE_MS",
@@ -265,15 +253,22 @@ pub static VARIABLES: &[Variable] = &[
         values: "bytes (suffix K, M or G; 0: off)",
         default: "0",
         help: "heap profiling (liblarder_check.so, its checks off): sample one allocation per so many bytes on average, with its stack, and append the sites' estimated bytes allocated, live at the peak and live at exit to LARDER_REPORT_FILE (larder run --profile sets 512K)",
-        parse: |o, v| {
-            o.profile_rate = parse_size(v).ok_or("expected a size such as 512K")?;
-            Ok(())
-        },
+        parse: |o, v| store_size(&mut o.profile_rate, v),
     },
 ];
 
 fn store_ms(slot: &mut u64, value: &[u8]) -> ParseResult {
     *slot = parse_u64(value).ok_or("expected a number of milliseconds")?;
+    Ok(())
+}
+
+fn store_size(slot: &mut u64, value: &[u8]) -> ParseResult {
+    *slot = parse_size(value).ok_or("expected a size such as 64M")?;
+    Ok(())
+}
+
+fn store_flag(slot: &mut bool, value: &[u8]) -> ParseResult {
+    *slot = parse_flag(value).ok_or("expected on or off")?;
     Ok(())
 }
 
