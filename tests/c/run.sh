@@ -10,9 +10,8 @@ root=$(cd "$here/../.." && pwd)
 lib_dir=$(realpath "${1:-$root/target/release}")
 out=$root/target/ctests
 bash "$here/build.sh" "$out" "$lib_dir" || exit 1
-
-passed=0
-failed=0
+# shellcheck source=../tally.sh
+source "$here/../tally.sh"
 # Runs one test command; it passes when it exits 0 (and, with EXPECT set,
 # prints exactly the contents of that file).
 run_test() {
@@ -21,11 +20,9 @@ run_test() {
   local log
   log=$(mktemp)
   if timeout -k 10 120 "$@" >"$log" 2>&1 && { [ -z "${EXPECT:-}" ] || cmp -s "$EXPECT" "$log"; }; then
-    passed=$((passed + 1))
-    echo "ok - $name: $(tail -1 "$log")"
+    pass "$name: $(tail -1 "$log")"
   else
-    failed=$((failed + 1))
-    echo "not ok - $name"
+    fail "$name"
     sed 's/^/    /' "$log" | tail -30
     [ -n "${EXPECT:-}" ] && diff "$EXPECT" "$log" | head -20
   fi
@@ -59,11 +56,9 @@ glibc_peak=$(peak_of "$out/idle_rss" large 0 20)
 larder_peak=$(peak_of env LD_PRELOAD="$lib_dir/liblarder.so" "$out/idle_rss" large 0 20)
 description="large blocks: peak RSS ${larder_peak:-?} MiB, glibc's ${glibc_peak:-?} MiB (at most 3% above)"
 if [ -n "$glibc_peak" ] && [ -n "$larder_peak" ] && [ "$((larder_peak * 100))" -le "$((glibc_peak * 103))" ]; then
-  passed=$((passed + 1))
-  echo "ok - $description"
+  pass "$description"
 else
-  failed=$((failed + 1))
-  echo "not ok - $description"
+  fail "$description"
 fi
 # Application atfork handlers that allocate, registered before the first malloc, after it, and
 # (statically linked) before larder registers its own: 200 forks while threads allocate.
@@ -91,8 +86,7 @@ expect_bad_free() {
   if [ "$status" -eq 134 ] && grep -q "larder: error: $class: " "$log" && ! grep -q survived "$log"; then
     passed=$((passed + 1))
   else
-    failed=$((failed + 1))
-    echo "not ok - bad_free $mode $size: expected SIGABRT and a $class report, got status $status"
+    fail "bad_free $mode $size: expected SIGABRT and a $class report, got status $status"
     sed 's/^/    /' "$log" | tail -5
   fi
   rm -f "$log"
@@ -115,11 +109,9 @@ run_test "LARDER_ON_ERROR=warn reports a double free and goes on" \
 # (grep reads all its input: with -q, nm would die of SIGPIPE under pipefail.)
 check_linking() {
   if "$@" >/dev/null; then
-    passed=$((passed + 1))
-    echo "ok - $description"
+    pass "$description"
   else
-    failed=$((failed + 1))
-    echo "not ok - $description"
+    fail "$description"
   fi
 }
 description="the static program defines malloc itself (liblarder.a is linked in)"
@@ -143,11 +135,9 @@ check_case() {
     timeout -k 10 60 env LARDER_GUARD=$guard LD_PRELOAD="$check_lib" "$out/check/$prog" "$@" >"$log" 2>&1
     rc=$?
     if [ "$rc" -eq 23 ] && grep -q "ERROR: $class " "$log" && grep -q " $culprit+" "$log"; then
-      passed=$((passed + 1))
-      echo "ok - check mode: $prog $* (guard $guard) -> $class in $culprit"
+      pass "check mode: $prog $* (guard $guard) -> $class in $culprit"
     else
-      failed=$((failed + 1))
-      echo "not ok - check mode: $prog $* (guard $guard; exit $rc, want 23, $class, $culprit)"
+      fail "check mode: $prog $* (guard $guard; exit $rc, want 23, $class, $culprit)"
       sed 's/^/    /' "$log" | head -30
     fi
     rm -f "$log"
@@ -174,11 +164,9 @@ if [ -f "$check_lib" ]; then
           held=$([ $ending = exit ] && echo 2 || echo 1)
           if [ "$rc" -eq 0 ] && grep -q "definitely lost $def bytes in 1 blocks; indirectly lost $((2 * def)) bytes in 2 blocks; still reachable $((held * size)) bytes in $held blocks" "$log" &&
             grep -q " $culprit+" "$log"; then
-            passed=$((passed + 1))
-            echo "ok - check mode: leak $size ($ending) -> definitely and indirectly lost, in $culprit"
+            pass "check mode: leak $size ($ending) -> definitely and indirectly lost, in $culprit"
           else
-            failed=$((failed + 1))
-            echo "not ok - check mode: leak $size ($ending, exit $rc)"
+            fail "check mode: leak $size ($ending, exit $rc)"
             sed 's/^/    /' "$log" | head -30
           fi
           rm -f "$log"
@@ -217,11 +205,9 @@ if [ -f "$check_lib" ]; then
     profiles=$(grep -c '^larder-profile v1' "$report")
     sites=$(grep -c '^larder-site v1' "$report")
     if [ "$profiles" -ge 1 ] && [ "$sites" -ge "$want" ]; then
-      passed=$((passed + 1))
-      echo "ok - profiler: $name wrote $profiles profile(s), $sites site(s)"
+      pass "profiler: $name wrote $profiles profile(s), $sites site(s)"
     else
-      failed=$((failed + 1))
-      echo "not ok - profiler: $name wrote $profiles profile(s), $sites site(s) (want $want sites)"
+      fail "profiler: $name wrote $profiles profile(s), $sites site(s) (want $want sites)"
     fi
     rm -f "$report"
   }
@@ -232,5 +218,4 @@ if [ -f "$check_lib" ]; then
 else
   echo "# $check_lib not built: check-mode tests skipped"
 fi
-echo "c-tests: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+tally c-tests

@@ -16,8 +16,8 @@ selected=${*:-$WORKLOADS}
 
 scratch=$(mktemp -d -t larder-programs.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
-passed=0
-failed=0
+# shellcheck source=../tally.sh
+source "$(dirname "$0")/../tally.sh"
 run_pair() {
   local name=$1 side start_us tenths
   for side in plain preload; do
@@ -42,11 +42,9 @@ for name in $selected; do
   fi
   if cmp -s "$scratch/$name.plain.out" "$scratch/$name.preload.out" &&
     grep -qx 'exit 0' "$scratch/$name.plain.out"; then
-    passed=$((passed + 1))
-    echo "ok - $name: same output and exit status (glibc ${time_plain}s, preloaded ${time_preload}s)"
+    pass "$name: same output and exit status (glibc ${time_plain}s, preloaded ${time_preload}s)"
   else
-    failed=$((failed + 1))
-    echo "not ok - $name: output differs from the glibc run, or the glibc run failed"
+    fail "$name: output differs from the glibc run, or the glibc run failed"
     diff "$scratch/$name.plain.out" "$scratch/$name.preload.out" | head -40
     for side in plain preload; do
       echo "--- what did not pass or exit 0 in the $side run:"
@@ -58,5 +56,4 @@ for name in $selected; do
     fi
   fi
 done
-echo "programs: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+tally programs
