@@ -57,6 +57,8 @@
  *   LARDER_GUARD=auto|all|off|1/N   check mode: blocks against guard pages
  *   LARDER_GUARD_BUDGET=BYTES       check mode: guarded memory before sampling
  *   LARDER_LEAKS=on|off             check mode: leak check at exit (on)
+ *   LARDER_MISMATCH=on|off          check mode: report new/free, malloc/delete,
+ *                                   new[]/delete mismatches (on)
  *   LARDER_FAIL=SPEC                fault injection (nth:N, every:N,
  *                                   prob:P[,seed:S], after-bytes:B,
  *                                   size-over:B, [,thread:main|other])

@@ -26,6 +26,7 @@ use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::backend as raw;
+use crate::backend::AllocKind;
 
 use crate::foreign;
 
@@ -116,7 +117,7 @@ pub unsafe fn malloc(size: usize) -> *mut c_void {
     if !block.is_null() {
         return block;
     }
-    malloc_slow(size)
+    malloc_slow(size, AllocKind::Malloc)
 }
 
 /// `malloc`'s fast path alone: a small block from the thread's free list, or NULL when that
@@ -129,17 +130,18 @@ pub fn malloc_fast(size: usize) -> *mut c_void {
     ptr::null_mut()
 }
 
-/// `malloc` past the small fast path. `extern "C"` so that the call cannot
-/// unwind and `malloc` can tail-call it, needing no stack frame.
+/// `malloc` past the small fast path, for the allocating function of family `kind` (C++'s
+/// `new` shares this path; check mode records the family). `extern "C"` so that the call
+/// cannot unwind and `malloc` can tail-call it, needing no stack frame.
 #[cold]
 #[inline(never)]
-pub extern "C" fn malloc_slow(size: usize) -> *mut c_void {
+pub extern "C" fn malloc_slow(size: usize, kind: AllocKind) -> *mut c_void {
     if size > MAX_REQUEST {
         return out_of_memory();
     }
     // SAFETY: no overflow (size <= MAX_REQUEST) and a power-of-two alignment,
     // as raw::alloc requires.
-    c_result(unsafe { raw::alloc(fast_path_request(size), request_align(8)) })
+    c_result(unsafe { raw::alloc_as(fast_path_request(size), request_align(8), kind) })
 }
 
 /// `calloc(count, size)`: zeroed memory, NULL and `ENOMEM` when
@@ -167,6 +169,17 @@ pub unsafe fn calloc(count: usize, size: usize) -> *mut c_void {
 pub unsafe fn free(ptr: *mut c_void) {
     // SAFETY: the caller's contract is raw::free's; NULL is a no-op there.
     unsafe { raw::free(ptr.cast()) }
+}
+
+/// `free(ptr)` by the freeing function of family `kind` (C++'s `delete` and `delete[]`): the
+/// same as `free` in the core; check mode reports a block of another family.
+///
+/// # Safety
+/// As [`free`].
+#[inline(always)]
+pub unsafe fn free_as(ptr: *mut c_void, kind: AllocKind) {
+    // SAFETY: the caller's contract is raw::free's; NULL is a no-op there.
+    unsafe { raw::free_as(ptr.cast(), kind) }
 }
 
 /// `realloc(ptr, size)`.
@@ -212,16 +225,31 @@ pub unsafe fn reallocarray(ptr: *mut c_void, count: usize, size: usize) -> *mut 
 /// # Safety
 /// None beyond the C contract.
 pub unsafe fn memalign(align: usize, size: usize) -> *mut c_void {
+    // SAFETY: the same contract.
+    unsafe { memalign_as(align, size, AllocKind::Malloc) }
+}
+
+/// As [`memalign`], for the allocating function of family `kind` (C++'s aligned `new`).
+///
+/// # Safety
+/// None beyond the C contract.
+pub unsafe fn memalign_as(align: usize, size: usize, kind: AllocKind) -> *mut c_void {
     if raw::EXACT_SIZES && align <= fundamental_align(size) {
         // Check mode places a guarded `malloc` block at the alignment its size needs (so that
         // its end touches the guard page), which may be less than malloc's 16 bytes: it is
         // told the alignment asked for. (The constant is false for the core: folded away.)
         // SAFETY: non-zero size and a power-of-two alignment (at most 16 here).
-        return c_result(unsafe { raw::alloc(size.max(1), align.max(1).next_power_of_two()) });
+        return c_result(unsafe {
+            raw::alloc_as(size.max(1), align.max(1).next_power_of_two(), kind)
+        });
     }
     if align <= fundamental_align(size) {
-        // SAFETY: malloc's own alignment already satisfies the request.
-        return unsafe { malloc(size) };
+        // Malloc's own alignment already satisfies the request.
+        let block = malloc_fast(size);
+        if !block.is_null() {
+            return block;
+        }
+        return malloc_slow(size, kind);
     }
     if align > MAX_ALIGN {
         set_errno(libc::EINVAL);
@@ -232,7 +260,7 @@ pub unsafe fn memalign(align: usize, size: usize) -> *mut c_void {
         return out_of_memory();
     }
     // SAFETY: non-zero size and a power-of-two alignment.
-    c_result(unsafe { raw::alloc(size.max(1), align) })
+    c_result(unsafe { raw::alloc_as(size.max(1), align, kind) })
 }
 
 /// `posix_memalign(out, align, size)`: 0, `EINVAL` or `ENOMEM`; `*out` is

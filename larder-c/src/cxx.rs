@@ -21,6 +21,7 @@
 use core::ffi::{c_void, CStr};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::backend::AllocKind;
 use crate::c_rules;
 use crate::line::Line;
 
@@ -78,8 +79,8 @@ const NEW_ALIGNED_NOTHROW: &CStr = c"_ZnwmSt11align_val_tRKSt9nothrow_t";
 /// call, so that `new`'s fast path needs no stack frame and tail-calls it.
 #[cold]
 #[inline(never)]
-extern "C-unwind" fn new_slow(size: usize) -> *mut c_void {
-    let block = c_rules::malloc_slow(size);
+extern "C-unwind" fn new_slow(size: usize, kind: AllocKind) -> *mut c_void {
+    let block = c_rules::malloc_slow(size, kind);
     if !block.is_null() {
         return block;
     }
@@ -112,8 +113,8 @@ extern "C-unwind" fn aligned_new_failed(size: usize, align: usize) -> *mut c_voi
 /// runtime there is no handler: null at once.
 #[cold]
 #[inline(never)]
-extern "C" fn nothrow_new_slow(size: usize, tag: *const c_void) -> *mut c_void {
-    let block = c_rules::malloc_slow(size);
+extern "C" fn nothrow_new_slow(size: usize, tag: *const c_void, kind: AllocKind) -> *mut c_void {
+    let block = c_rules::malloc_slow(size, kind);
     if !block.is_null() {
         return block;
     }
@@ -147,27 +148,69 @@ extern "C" fn aligned_nothrow_new_failed(
     unsafe { runtime_new(size, align, tag) }
 }
 
+/// A throwing `new` of family `kind`: malloc's fast path, else [`new_slow`].
+#[inline(always)]
+fn new_block(size: usize, kind: AllocKind) -> *mut c_void {
+    let block = c_rules::malloc_fast(size);
+    if !block.is_null() {
+        return block;
+    }
+    new_slow(size, kind)
+}
+
+/// A nothrow `new` of family `kind`.
+#[inline(always)]
+fn nothrow_new_block(size: usize, tag: *const c_void, kind: AllocKind) -> *mut c_void {
+    let block = c_rules::malloc_fast(size);
+    if !block.is_null() {
+        return block;
+    }
+    nothrow_new_slow(size, tag, kind)
+}
+
+/// A throwing aligned `new` of family `kind`.
+#[inline(always)]
+fn aligned_new_block(size: usize, align: usize, kind: AllocKind) -> *mut c_void {
+    // SAFETY: memalign takes any alignment and size.
+    let block = unsafe { c_rules::memalign_as(align, size, kind) };
+    if block.is_null() {
+        return aligned_new_failed(size, align);
+    }
+    block
+}
+
+/// A nothrow aligned `new` of family `kind`.
+#[inline(always)]
+fn aligned_nothrow_new_block(
+    size: usize,
+    align: usize,
+    tag: *const c_void,
+    kind: AllocKind,
+) -> *mut c_void {
+    // SAFETY: memalign takes any alignment and size.
+    let block = unsafe { c_rules::memalign_as(align, size, kind) };
+    if block.is_null() {
+        return aligned_nothrow_new_failed(size, align, tag);
+    }
+    block
+}
+
 /// `operator new(std::size_t)`: larder's malloc, or the runtime's failure path.
 ///
 /// # Safety
 /// Called from C++ with C++'s contract.
 #[export_name = "_Znwm"]
 pub unsafe extern "C-unwind" fn operator_new(size: usize) -> *mut c_void {
-    let block = c_rules::malloc_fast(size);
-    if !block.is_null() {
-        return block;
-    }
-    new_slow(size)
+    new_block(size, AllocKind::New)
 }
 
-/// `operator new[](std::size_t)`: C++ defines it as `operator new`.
+/// `operator new[](std::size_t)`.
 ///
 /// # Safety
 /// As [`operator_new`].
 #[export_name = "_Znam"]
 pub unsafe extern "C-unwind" fn operator_new_array(size: usize) -> *mut c_void {
-    // SAFETY: the same contract.
-    unsafe { operator_new(size) }
+    new_block(size, AllocKind::NewArray)
 }
 
 /// `operator new(std::size_t, const std::nothrow_t&)`.
@@ -176,11 +219,7 @@ pub unsafe extern "C-unwind" fn operator_new_array(size: usize) -> *mut c_void {
 /// `tag` is a reference to `std::nothrow`.
 #[export_name = "_ZnwmRKSt9nothrow_t"]
 pub unsafe extern "C" fn operator_new_nothrow(size: usize, tag: *const c_void) -> *mut c_void {
-    let block = c_rules::malloc_fast(size);
-    if !block.is_null() {
-        return block;
-    }
-    nothrow_new_slow(size, tag)
+    nothrow_new_block(size, tag, AllocKind::New)
 }
 
 /// `operator new[](std::size_t, const std::nothrow_t&)`.
@@ -192,8 +231,7 @@ pub unsafe extern "C" fn operator_new_array_nothrow(
     size: usize,
     tag: *const c_void,
 ) -> *mut c_void {
-    // SAFETY: the same contract.
-    unsafe { operator_new_nothrow(size, tag) }
+    nothrow_new_block(size, tag, AllocKind::NewArray)
 }
 
 /// `operator new(std::size_t, std::align_val_t)`.
@@ -202,12 +240,7 @@ pub unsafe extern "C" fn operator_new_array_nothrow(
 /// `align` is a power of two, as C++ requires of `std::align_val_t`.
 #[export_name = "_ZnwmSt11align_val_t"]
 pub unsafe extern "C-unwind" fn operator_new_aligned(size: usize, align: usize) -> *mut c_void {
-    // SAFETY: memalign takes any alignment and size.
-    let block = unsafe { c_rules::memalign(align, size) };
-    if block.is_null() {
-        return aligned_new_failed(size, align);
-    }
-    block
+    aligned_new_block(size, align, AllocKind::New)
 }
 
 /// `operator new[](std::size_t, std::align_val_t)`.
@@ -219,8 +252,7 @@ pub unsafe extern "C-unwind" fn operator_new_array_aligned(
     size: usize,
     align: usize,
 ) -> *mut c_void {
-    // SAFETY: the same contract.
-    unsafe { operator_new_aligned(size, align) }
+    aligned_new_block(size, align, AllocKind::NewArray)
 }
 
 /// `operator new(std::size_t, std::align_val_t, const std::nothrow_t&)`.
@@ -233,12 +265,7 @@ pub unsafe extern "C" fn operator_new_aligned_nothrow(
     align: usize,
     tag: *const c_void,
 ) -> *mut c_void {
-    // SAFETY: memalign takes any alignment and size.
-    let block = unsafe { c_rules::memalign(align, size) };
-    if block.is_null() {
-        return aligned_nothrow_new_failed(size, align, tag);
-    }
-    block
+    aligned_nothrow_new_block(size, align, tag, AllocKind::New)
 }
 
 /// `operator new[](std::size_t, std::align_val_t, const std::nothrow_t&)`.
@@ -251,38 +278,38 @@ pub unsafe extern "C" fn operator_new_array_aligned_nothrow(
     align: usize,
     tag: *const c_void,
 ) -> *mut c_void {
-    // SAFETY: the same contract.
-    unsafe { operator_new_aligned_nothrow(size, align, tag) }
+    aligned_nothrow_new_block(size, align, tag, AllocKind::NewArray)
 }
 
-/// Defines each `operator delete` form as `free` of its pointer; the other arguments (size,
-/// alignment, the nothrow tag) are what C++ passes, and larder finds all it needs from the
-/// block's address.
+/// Defines each `operator delete` form as `free` of its pointer by its family (`delete` frees
+/// `new`'s blocks, `delete[]` those of `new[]`: check mode reports a mismatch); the other
+/// arguments (size, alignment, the nothrow tag) are what C++ passes, and larder finds all it
+/// needs from the block's address.
 macro_rules! deletes_are_free {
-    ($($symbol:literal $name:ident($($extra:ident: $ty:ty),*);)*) => {$(
+    ($($symbol:literal $name:ident($($extra:ident: $ty:ty),*) $kind:ident;)*) => {$(
         #[doc = concat!("`", $symbol, "`: `free(ptr)`.")]
         ///
         /// # Safety
-        /// `ptr` is null or a live block from `operator new`.
+        /// `ptr` is null or a live block from the matching `operator new`.
         #[export_name = $symbol]
         pub unsafe extern "C" fn $name(ptr: *mut c_void, $($extra: $ty),*) {
-                        // SAFETY: the caller's contract is free's.
-            unsafe { c_rules::free(ptr) }
+            // SAFETY: the caller's contract is free's.
+            unsafe { c_rules::free_as(ptr, AllocKind::$kind) }
         }
     )*};
 }
 
 deletes_are_free! {
-    "_ZdlPv" operator_delete();
-    "_ZdaPv" operator_delete_array();
-    "_ZdlPvm" operator_delete_sized(_size: usize);
-    "_ZdaPvm" operator_delete_array_sized(_size: usize);
-    "_ZdlPvRKSt9nothrow_t" operator_delete_nothrow(_tag: *const c_void);
-    "_ZdaPvRKSt9nothrow_t" operator_delete_array_nothrow(_tag: *const c_void);
-    "_ZdlPvSt11align_val_t" operator_delete_aligned(_align: usize);
-    "_ZdaPvSt11align_val_t" operator_delete_array_aligned(_align: usize);
-    "_ZdlPvmSt11align_val_t" operator_delete_sized_aligned(_size: usize, _align: usize);
-    "_ZdaPvmSt11align_val_t" operator_delete_array_sized_aligned(_size: usize, _align: usize);
-    "_ZdlPvSt11align_val_tRKSt9nothrow_t" operator_delete_aligned_nothrow(_align: usize, _tag: *const c_void);
-    "_ZdaPvSt11align_val_tRKSt9nothrow_t" operator_delete_array_aligned_nothrow(_align: usize, _tag: *const c_void);
+    "_ZdlPv" operator_delete() New;
+    "_ZdaPv" operator_delete_array() NewArray;
+    "_ZdlPvm" operator_delete_sized(_size: usize) New;
+    "_ZdaPvm" operator_delete_array_sized(_size: usize) NewArray;
+    "_ZdlPvRKSt9nothrow_t" operator_delete_nothrow(_tag: *const c_void) New;
+    "_ZdaPvRKSt9nothrow_t" operator_delete_array_nothrow(_tag: *const c_void) NewArray;
+    "_ZdlPvSt11align_val_t" operator_delete_aligned(_align: usize) New;
+    "_ZdaPvSt11align_val_t" operator_delete_array_aligned(_align: usize) NewArray;
+    "_ZdlPvmSt11align_val_t" operator_delete_sized_aligned(_size: usize, _align: usize) New;
+    "_ZdaPvmSt11align_val_t" operator_delete_array_sized_aligned(_size: usize, _align: usize) NewArray;
+    "_ZdlPvSt11align_val_tRKSt9nothrow_t" operator_delete_aligned_nothrow(_align: usize, _tag: *const c_void) New;
+    "_ZdaPvSt11align_val_tRKSt9nothrow_t" operator_delete_array_aligned_nothrow(_align: usize, _tag: *const c_void) NewArray;
 }

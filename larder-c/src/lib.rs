@@ -20,9 +20,30 @@
 
 pub mod backend {
     //! The entry points the C rules sit on: the core's.
+    pub use larder_core::check::AllocKind;
     pub use larder_core::raw::*;
     /// The core rounds requests up to malloc's alignment itself.
     pub const EXACT_SIZES: bool = false;
+
+    /// The core does not track which family (malloc, `new`, `new[]`) allocated a block: `alloc`.
+    ///
+    /// # Safety
+    /// As `larder::raw::alloc`.
+    #[inline(always)]
+    pub unsafe fn alloc_as(size: usize, align: usize, _kind: AllocKind) -> *mut u8 {
+        // SAFETY: the caller's contract is raw::alloc's.
+        unsafe { alloc(size, align) }
+    }
+
+    /// `free`, whichever family frees.
+    ///
+    /// # Safety
+    /// As `larder::raw::free`.
+    #[inline(always)]
+    pub unsafe fn free_as(ptr: *mut u8, _kind: AllocKind) {
+        // SAFETY: the caller's contract is raw::free's.
+        unsafe { free(ptr) }
+    }
 }
 pub mod c_rules;
 pub mod cxx;

@@ -30,8 +30,8 @@ pub mod backend {
     //! The entry points the C rules sit on: check mode's, or, with `LARDER_PROFILE` set, the
     //! sampling profiler's (the core's blocks, no checks). One branch on an option read once
     //! decides; the default liblarder.so has neither.
-    pub use larder_core::check::owns;
     use larder_core::check::{self, profile};
+    pub use larder_core::check::{owns, AllocKind};
     pub use larder_core::raw::write_stats;
     /// Check mode needs the requested size: what lies past it is redzone. The profiler
     /// samples requested sizes, and rounds them for the core itself.
@@ -49,6 +49,36 @@ pub mod backend {
         } else {
             // SAFETY: the caller's contract is check mode's.
             unsafe { check::alloc(size, align) }
+        }
+    }
+
+    /// As [`alloc`], for the allocating function of family `kind` (C++'s `new`, `new[]`).
+    ///
+    /// # Safety
+    /// As `larder::check::alloc_as`.
+    #[inline(always)]
+    pub unsafe fn alloc_as(size: usize, align: usize, kind: AllocKind) -> *mut u8 {
+        if profile::enabled() {
+            // SAFETY: the caller's contract is the profiler's.
+            unsafe { profile::alloc(size, align) }
+        } else {
+            // SAFETY: the caller's contract is check mode's.
+            unsafe { check::alloc_as(size, align, kind) }
+        }
+    }
+
+    /// As [`free`], by the freeing function of family `kind`: a mismatch is reported.
+    ///
+    /// # Safety
+    /// As `larder::check::free_as`.
+    #[inline(always)]
+    pub unsafe fn free_as(ptr: *mut u8, kind: AllocKind) {
+        if profile::enabled() {
+            // SAFETY: the caller's contract is the profiler's.
+            unsafe { profile::free(ptr) }
+        } else {
+            // SAFETY: the caller's contract is check mode's.
+            unsafe { check::free_as(ptr, kind) }
         }
     }
 

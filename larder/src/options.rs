@@ -97,6 +97,8 @@ pub struct Options {
     pub guard_budget: u64,
     /// `LARDER_LEAKS`.
     pub leaks: bool,
+    /// `LARDER_MISMATCH`.
+    pub mismatch: bool,
     /// `LARDER_FAIL`: the fault-injection specification, parsed by the fault injector.
     pub fail: Text,
     /// `LARDER_FAIL_LOG`.
@@ -117,6 +119,7 @@ impl Options {
         guard: Guard::Auto,
         guard_budget: 64 << 20,
         leaks: true,
+        mismatch: true,
         fail: Text::empty(),
         fail_log: false,
         timeline_ms: 0,
@@ -226,6 +229,13 @@ pub static VARIABLES: &[Variable] = &[
         default: "on",
         help: "check mode: look for leaked blocks at exit (a conservative mark from the roots)",
         parse: |o, v| store_flag(&mut o.leaks, v),
+    },
+    Variable {
+        name: "LARDER_MISMATCH",
+        values: "on | off",
+        default: "on",
+        help: "check mode: report a block freed by another family's function than the one that allocated it (new / free, malloc / delete, new[] / delete); off for a program that replaces operator new but not operator delete",
+        parse: |o, v| store_flag(&mut o.mismatch, v),
     },
     Variable {
         name: "LARDER_FAIL",

@@ -43,6 +43,9 @@ for c in "$src"/check/*.c; do
   cc -O2 -g -Wall -Wextra -Werror -Wno-use-after-free -Wno-free-nonheap-object -pthread -rdynamic \
     -o "$out/check/$(basename "$c" .c)" "$c"
 done
+for c in "$src"/check/*.cpp; do
+  g++ -std=c++17 -O2 -g -Wall -Wextra -Werror -pthread -rdynamic -o "$out/check/$(basename "$c" .cpp)" "$c"
+done
 # The profiler's program of known allocation sites (larder-cli/tests/profile.rs checks the
 # figures; run.sh checks that the records are written).
 mkdir -p "$out/profile"

@@ -180,6 +180,16 @@ if [ -f "$check_lib" ]; then
       fi
     done
   done
+  # C++: a block freed by another family's function than its allocator's (new / free, malloc /
+  # delete, new[] / delete, new / delete[]), guarded or not, at every size; and not reported
+  # with LARDER_MISMATCH=off.
+  for size in 1 1000 65536 5000000; do
+    for pair in new-free malloc-delete 'new[]-delete' 'new-delete[]' aligned-new-free; do
+      check_case mismatch alloc-dealloc-mismatch release_wrongly "$size" "$pair"
+    done
+  done
+  run_test "check mode: LARDER_MISMATCH=off lets a mismatched delete pass" \
+    env LARDER_MISMATCH=off LD_PRELOAD="$check_lib" "$out/check/mismatch" 100 malloc-delete
   # Clean programs under check mode: no report, their own exit status.
   # With guard pages a block under 8 bytes is aligned to the largest power of
   # two not above its size (what any object that fits needs), not to glibc's

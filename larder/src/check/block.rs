@@ -44,8 +44,9 @@ pub const UNINIT_MAX: usize = 64 << 10;
 /// The metadata before every checked block.
 #[repr(C, align(16))]
 pub struct Header {
-    /// The core's free list link lands here once the block is given back; nothing in it.
-    pub core_link: usize,
+    /// Which family allocated the block (`AllocKind as usize`). The core's free-list link
+    /// overwrites it once the block is given back, when nobody reads it any more.
+    pub kind: usize,
     /// The core block's start.
     pub base: usize,
     /// The requested size.

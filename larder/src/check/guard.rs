@@ -28,6 +28,7 @@ use super::backtrace::Backtrace;
 use super::block::{self, first_mismatch, REDZONE_BYTE, UNINIT_BYTE, UNINIT_MAX};
 use super::depot;
 use super::report::{self, Error};
+use super::{check_kind, AllocKind};
 use crate::options::{self, Guard};
 use crate::sync::Lock;
 
@@ -58,6 +59,8 @@ struct Slot {
     state: AtomicU32,
     alloc_stack: u32,
     free_stack: AtomicU32,
+    /// The family that allocated it, which must free it.
+    kind: AllocKind,
 }
 
 struct Pool {
@@ -195,7 +198,13 @@ fn decide(pool: &mut Pool, len: usize) -> bool {
 
 /// A guarded block of `size` bytes, or `None` when this one is not to be guarded (the caller
 /// then allocates as usual).
-pub fn alloc(size: usize, align: usize, zeroed: bool, alloc_stack: u32) -> Option<*mut u8> {
+pub fn alloc(
+    size: usize,
+    align: usize,
+    zeroed: bool,
+    alloc_stack: u32,
+    kind: AllocKind,
+) -> Option<*mut u8> {
     if options::get().guard == Guard::Off || align > PAGE {
         return None;
     }
@@ -236,6 +245,7 @@ pub fn alloc(size: usize, align: usize, zeroed: bool, alloc_stack: u32) -> Optio
             state: AtomicU32::new(LIVE),
             alloc_stack,
             free_stack: AtomicU32::new(0),
+            kind,
         })
     };
     COUNT.store(n + 1, Ordering::Release);
@@ -255,9 +265,10 @@ pub fn size_of_live(ptr: usize) -> Option<usize> {
     (s.user == ptr && s.state.load(Ordering::Acquire) == LIVE).then_some(s.size)
 }
 
-/// Frees the guarded block at `ptr` (a pointer in the pool): checks its redzone, makes its
-/// pages inaccessible and gives their memory back. Anything else is reported.
-pub fn free(ptr: usize, op: &str, at: &Backtrace) {
+/// Frees the guarded block at `ptr` (a pointer in the pool): checks its redzone (and, with
+/// `kind`, that the block is of that family), makes its pages inaccessible and gives their
+/// memory back. Anything else is reported.
+pub fn free(ptr: usize, kind: Option<AllocKind>, op: &str, at: &Backtrace) {
     let bad = |class: &str, block: Option<&Slot>| {
         report::error(&Error {
             class,
@@ -282,6 +293,9 @@ pub fn free(ptr: usize, op: &str, at: &Backtrace) {
     {
         bad("double-free", Some(s));
         return;
+    }
+    if let Some(kind) = kind {
+        check_kind(s.kind, kind, (s.user, s.size), s.alloc_stack, at);
     }
     // SAFETY: the redzones before and after the block lie in its data pages, read-write while
     // live.

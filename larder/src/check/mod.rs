@@ -47,6 +47,40 @@ use crate::{alloc as core_alloc, options};
 /// Every checked block is at least this aligned (the header is).
 const MIN_ALIGN: usize = 16;
 
+/// Which family of functions allocated a block. A block must go back through its own
+/// family's function: an array freed by `delete` runs one destructor instead of all of them, a
+/// block from `new` given to `free` runs none, and an allocator that keeps a cookie before
+/// `new[]` blocks frees the wrong address. Valgrind and ASan report these; so does check mode.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AllocKind {
+    /// `malloc`, `calloc`, `realloc`, `memalign` and the rest of C's family; freed by `free`.
+    Malloc = 0,
+    /// C++'s `operator new`; freed by `operator delete`.
+    New = 1,
+    /// C++'s `operator new[]`; freed by `operator delete[]`.
+    NewArray = 2,
+}
+
+impl AllocKind {
+    fn from_word(word: usize) -> AllocKind {
+        match word {
+            1 => AllocKind::New,
+            2 => AllocKind::NewArray,
+            _ => AllocKind::Malloc,
+        }
+    }
+
+    /// The function that frees this family's blocks.
+    pub fn deallocator(self) -> &'static str {
+        match self {
+            AllocKind::Malloc => "free",
+            AllocKind::New => "operator delete",
+            AllocKind::NewArray => "operator delete[]",
+        }
+    }
+}
+
 /// Allocates `size` bytes aligned to `align` (a power of two), checked. Null when memory cannot
 /// be had.
 ///
@@ -54,7 +88,23 @@ const MIN_ALIGN: usize = 16;
 /// None beyond the usual: free the block with this module's `free`.
 #[inline(never)]
 pub unsafe fn alloc(size: usize, align: usize) -> *mut u8 {
-    alloc_with(size, align, false, &Backtrace::capture(1))
+    alloc_with(
+        size,
+        align,
+        false,
+        AllocKind::Malloc,
+        &Backtrace::capture(1),
+    )
+}
+
+/// As [`alloc`], for the allocating function of family `kind` (C++'s `new` and `new[]`); the
+/// block must be freed by [`free_as`] with the same family.
+///
+/// # Safety
+/// As [`alloc`].
+#[inline(never)]
+pub unsafe fn alloc_as(size: usize, align: usize, kind: AllocKind) -> *mut u8 {
+    alloc_with(size, align, false, kind, &Backtrace::capture(1))
 }
 
 /// As [`alloc`], zeroed.
@@ -63,7 +113,7 @@ pub unsafe fn alloc(size: usize, align: usize) -> *mut u8 {
 /// As [`alloc`].
 #[inline(never)]
 pub unsafe fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
-    alloc_with(size, align, true, &Backtrace::capture(1))
+    alloc_with(size, align, true, AllocKind::Malloc, &Backtrace::capture(1))
 }
 
 /// Frees a checked block; anything else (a block already freed, a pointer into a block, a
@@ -73,17 +123,71 @@ pub unsafe fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
 /// Any pointer may be passed: check mode validates it before touching the block.
 #[inline(never)]
 pub unsafe fn free(ptr: *mut u8) {
+    free_with(ptr, AllocKind::Malloc, &Backtrace::capture(1));
+}
+
+/// As [`free`], by the freeing function of family `kind` (C++'s `delete` and `delete[]`): a
+/// block of another family is reported as an `alloc-dealloc-mismatch` (and then freed).
+///
+/// # Safety
+/// As [`free`].
+#[inline(never)]
+pub unsafe fn free_as(ptr: *mut u8, kind: AllocKind) {
+    free_with(ptr, kind, &Backtrace::capture(1));
+}
+
+fn free_with(ptr: *mut u8, kind: AllocKind, at: &Backtrace) {
     if ptr.is_null() {
         return;
     }
-    let at = Backtrace::capture(1);
+    let op = kind.deallocator();
     if guard::owns(ptr as usize) {
-        guard::free(ptr as usize, "free", &at);
+        guard::free(ptr as usize, Some(kind), op, at);
         return;
     }
-    if let Some(h) = live_header(ptr as usize, "free", &at) {
-        release_to_quarantine(h, &at, "free");
+    if let Some(h) = live_header(ptr as usize, op, at) {
+        // SAFETY: `live_header` made this thread the block's owner.
+        let header = unsafe { &*h };
+        check_kind(
+            AllocKind::from_word(header.kind),
+            kind,
+            (header.user(), header.size),
+            header.alloc_stack,
+            at,
+        );
+        release_to_quarantine(h, at, op);
     }
+}
+
+/// Reports a block of family `allocated` freed by family `freed`'s function.
+pub(super) fn check_kind(
+    allocated: AllocKind,
+    freed: AllocKind,
+    block: (usize, usize),
+    alloc_stack: u32,
+    at: &Backtrace,
+) {
+    if allocated == freed || !options::get().mismatch {
+        return;
+    }
+    let op = match (allocated, freed) {
+        (AllocKind::Malloc, AllocKind::New) => "operator delete, of a block from malloc",
+        (AllocKind::Malloc, _) => "operator delete[], of a block from malloc",
+        (AllocKind::New, AllocKind::Malloc) => "free, of a block from operator new",
+        (AllocKind::New, _) => "operator delete[], of a block from operator new",
+        (AllocKind::NewArray, AllocKind::Malloc) => "free, of a block from operator new[]",
+        (AllocKind::NewArray, _) => "operator delete, of a block from operator new[]",
+    };
+    report::error(&Error {
+        class: "alloc-dealloc-mismatch",
+        op,
+        addr: block.0,
+        block: Some(block),
+        offset: None,
+        alloc: Some(&depot::get(alloc_stack)),
+        free: None,
+        at: Some(at),
+    });
 }
 
 /// Resizes a checked block (always by moving it, so stale pointers to the old one are found).
@@ -95,25 +199,25 @@ pub unsafe fn free(ptr: *mut u8) {
 pub unsafe fn realloc(ptr: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     let at = Backtrace::capture(1);
     if ptr.is_null() {
-        return alloc_with(new_size, align, false, &at);
+        return alloc_with(new_size, align, false, AllocKind::Malloc, &at);
     }
     if guard::owns(ptr as usize) {
         let Some(old_size) = guard::size_of_live(ptr as usize) else {
-            guard::free(ptr as usize, "realloc", &at);
+            guard::free(ptr as usize, None, "realloc", &at);
             return ptr::null_mut();
         };
-        let new = alloc_with(new_size, align, false, &at);
+        let new = alloc_with(new_size, align, false, AllocKind::Malloc, &at);
         if !new.is_null() {
             // SAFETY: both blocks hold at least the bytes copied.
             unsafe { ptr::copy_nonoverlapping(ptr, new, old_size.min(new_size)) };
-            guard::free(ptr as usize, "realloc", &at);
+            guard::free(ptr as usize, None, "realloc", &at);
         }
         return new;
     }
     let Some(h) = live_header(ptr as usize, "realloc", &at) else {
         return ptr::null_mut();
     };
-    let new = alloc_with(new_size, align, false, &at);
+    let new = alloc_with(new_size, align, false, AllocKind::Malloc, &at);
     if new.is_null() {
         // The old block stays the caller's, live.
         // SAFETY: this thread took `h` from LIVE above; nobody else changes it.
@@ -189,7 +293,7 @@ pub fn owns(ptr: *const u8) -> bool {
     core_alloc::owns(ptr) || guard::owns(ptr as usize)
 }
 
-fn alloc_with(size: usize, align: usize, zeroed: bool, bt: &Backtrace) -> *mut u8 {
+fn alloc_with(size: usize, align: usize, zeroed: bool, kind: AllocKind, bt: &Backtrace) -> *mut u8 {
     // Fault injection decides first: a failed realloc leaves the old block alone, as C's does
     // when memory runs out.
     if fail::inject(size, bt) {
@@ -199,7 +303,7 @@ fn alloc_with(size: usize, align: usize, zeroed: bool, bt: &Backtrace) -> *mut u
         return ptr::null_mut();
     }
     let stack = depot::insert(bt);
-    if let Some(p) = guard::alloc(size, align, zeroed, stack) {
+    if let Some(p) = guard::alloc(size, align, zeroed, stack, kind) {
         return p;
     }
     let align = align.max(MIN_ALIGN);
@@ -227,7 +331,7 @@ fn alloc_with(size: usize, align: usize, zeroed: bool, bt: &Backtrace) -> *mut u
     // usable size it reports; the header lies in the first `offset` bytes.
     unsafe {
         block::bytes(base, offset - HEADER_SIZE).fill(REDZONE_BYTE);
-        h.write(Header::new(base, size, stack));
+        h.write(Header::new(base, size, stack, kind));
         leaks::insert(h);
         if !zeroed {
             block::bytes(user, size.min(UNINIT_MAX)).fill(UNINIT_BYTE);
@@ -240,9 +344,9 @@ fn alloc_with(size: usize, align: usize, zeroed: bool, bt: &Backtrace) -> *mut u
 }
 
 impl Header {
-    fn new(base: usize, size: usize, alloc_stack: u32) -> Header {
+    fn new(base: usize, size: usize, alloc_stack: u32, kind: AllocKind) -> Header {
         Header {
-            core_link: 0,
+            kind: kind as usize,
             base,
             size,
             magic: MAGIC,
