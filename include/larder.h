@@ -49,6 +49,8 @@
  * value is reported once on stderr and the default kept):
  *   LARDER_ON_ERROR=abort|warn      after a double or invalid free (abort)
  *   LARDER_PURGE_DELAY_MS=N         ms freed memory stays for reuse (200)
+ *   LARDER_HUGE_PAGES=on|off        transparent huge pages for blocks of 2 MiB
+ *                                   and more (off: sparse blocks stay small)
  *   LARDER_REPORT_FILE=PATH         an existing file each process appends its
  *                                   heap record to at exit (`larder run` reads
  *                                   it; format in larder-c/src/exit_report.rs)

@@ -560,7 +560,7 @@ unsafe fn grow_single(block: *mut u8, new_size: usize) -> Option<*mut u8> {
                     .find_map(|&size| segment::move_single(seg, size))?;
             }
         }
-        if usable >= segment::HUGE_PAGE_BLOCK_MIN && !(*seg).huge_pages {
+        if segment::wants_huge_pages(usable) && !(*seg).huge_pages {
             os::advise_huge_pages(seg.cast(), (*seg).mapped_size, true);
             (*seg).huge_pages = true;
         }

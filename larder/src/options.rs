@@ -85,6 +85,8 @@ pub struct Options {
     pub on_error: OnError,
     /// `LARDER_PURGE_DELAY_MS`.
     pub purge_delay_ms: u64,
+    /// `LARDER_HUGE_PAGES`.
+    pub huge_pages: bool,
     /// `LARDER_REPORT_FILE`.
     pub report_file: Text,
     /// `LARDER_CHECK_ERRORS`.
@@ -113,6 +115,7 @@ impl Options {
     const DEFAULT: Options = Options {
         on_error: OnError::Abort,
         purge_delay_ms: 200,
+        huge_pages: false,
         report_file: Text::empty(),
         check_errors: CheckErrors::Exit,
         quarantine_bytes: 64 << 20,
@@ -166,6 +169,13 @@ pub static VARIABLES: &[Variable] = &[
         default: "200",
         help: "how long freed memory stays resident for reuse before it is given back to the OS",
         parse: |o, v| store_ms(&mut o.purge_delay_ms, v),
+    },
+    Variable {
+        name: "LARDER_HUGE_PAGES",
+        values: "on | off",
+        default: "off",
+        help: "advise blocks of 2 MiB and more for transparent huge pages: fewer page faults, but each scattered first touch of a block makes 2 MiB resident",
+        parse: |o, v| store_flag(&mut o.huge_pages, v),
     },
     Variable {
         name: "LARDER_REPORT_FILE",

@@ -637,9 +637,20 @@ fn map_addressable(size: usize, align: usize) -> Option<usize> {
 /// Resident bytes a reused span may hold past (twice) its new block before they are purged.
 const DIRTY_EXCESS_MAX: usize = 1 << 20;
 
-/// Blocks at least this big get transparent huge pages: they are written whole as a rule, and
-/// rounding the last 2 MiB up costs at most half of such a block.
-pub const HUGE_PAGE_BLOCK_MIN: usize = 2 << 20;
+/// With `LARDER_HUGE_PAGES=on`, blocks at least this big get transparent huge pages: rounding
+/// the last 2 MiB up would cost at most half of such a block.
+const HUGE_PAGE_BLOCK_MIN: usize = 2 << 20;
+
+/// Whether a block of `size` bytes is advised for transparent huge pages. Off unless asked
+/// for: a big block is as often capacity reserved ahead (an n-body simulation's arrays sized
+/// for the most bodies, a hash table's slots) as a buffer written whole, and with huge pages
+/// each scattered first touch makes 2 MiB resident, not 4 KiB (mimalloc-bench's barnes: peak
+/// RSS 39.5 MiB against glibc's 30.7 with them, 31.3 without). What they save, a page fault
+/// per 4 KiB, did not show in time here: larder-bench's large workload took 13,939 faults
+/// instead of 56,906 but no less system time (docs/BENCHMARKS.md).
+pub fn wants_huge_pages(size: usize) -> bool {
+    size >= HUGE_PAGE_BLOCK_MIN && crate::options::get().huge_pages
+}
 /// The transparent huge page size (x86-64, and aarch64 with 4 KiB pages).
 const HUGE_PAGE: usize = 2 << 20;
 
@@ -688,7 +699,7 @@ pub fn alloc_single(size: usize, align: usize) -> Option<(*mut u8, bool)> {
     if reserve > isize::MAX as usize {
         return None;
     }
-    let huge_pages = size >= HUGE_PAGE_BLOCK_MIN;
+    let huge_pages = wants_huge_pages(size);
     // Only the block's whole huge pages are advised (`limit_huge_pages`), so it becomes
     // resident to its end, not to the end of its last huge page.
     let resident = total;
