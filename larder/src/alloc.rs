@@ -319,6 +319,12 @@ unsafe extern "C" fn free_generic(block: *mut u8, requested: u64) {
                     return;
                 }
                 freed::mark(block);
+                // A thread that only frees (a consumer of blocks other threads allocate) gets a
+                // heap on its first such free, as a thread that allocates does on its first
+                // allocation: its frees are then counted in its own counters rather than in
+                // atomics shared by every thread, and held back in chains per page like any
+                // heap's (xmalloc-test's releasers spent their time in the shared counters).
+                let heap = heap::current_or_new();
                 // The allocation counted its block size (see `Page::count_into`).
                 count_free(block_size, block_size);
                 if (*seg)
@@ -328,7 +334,6 @@ unsafe extern "C" fn free_generic(block: *mut u8, requested: u64) {
                 {
                     purge::note_abandoned_free();
                 }
-                let heap = heap::current();
                 if (*heap).is_real() {
                     heap::free_remote_held(&mut *heap, &*page, block.cast());
                 } else {

@@ -207,6 +207,23 @@ pub fn current() -> *mut Heap {
     current_heap::get()
 }
 
+/// The calling thread's heap, made now if it has none yet; `EMPTY_HEAP` only when no heap can
+/// be had (no memory).
+#[cold]
+pub fn current_or_new() -> *mut Heap {
+    let heap = current();
+    // SAFETY: `current` returns a valid heap, real or EMPTY_HEAP.
+    if unsafe { (*heap).is_real } {
+        return heap;
+    }
+    let fresh = init_thread_heap();
+    if fresh.is_null() {
+        heap
+    } else {
+        fresh
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Queues and the direct table.
 
