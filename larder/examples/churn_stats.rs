@@ -7,6 +7,14 @@
 //! `collect`, the main thread calls `larder::collect(false)` after each round, which shows what
 //! its own heap holds: its pages' blocks, freed by the workers, wait on the pages' remote lists
 //! for a slow path that the main thread, blocked in `join`, never runs.
+//!
+//! `cargo run --release -p larder --example churn_stats thread-churn [THREADS] [ROUNDS]` runs
+//! larder-bench's thread-churn pattern instead (round after round, short-lived threads allocate
+//! 2000 blocks of 16-2048 bytes, free half, hand the other half to the main thread and exit; the
+//! main thread frees those after the join, into the exited threads' abandoned segments, which it
+//! reclaims on free), prints the figures every 50 rounds and the highest of each over the run:
+//! what the main thread keeps of those segments after freeing is what the next round's threads
+//! cannot reuse.
 
 use larder::Larder;
 
@@ -21,7 +29,7 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1 << 20) as f64
 }
 
-fn print_stats(label: &str) {
+fn print_stats(label: &str) -> larder::Stats {
     let s = larder::stats();
     println!(
         "{label:>8} live {:6.2} MiB  committed {:6.2}  dirty {:6.2}  cached {:6.2}  \
@@ -35,9 +43,14 @@ fn print_stats(label: &str) {
         s.heaps,
         mib(s.resident_bytes),
     );
+    s
 }
 
 fn main() {
+    if std::env::args().nth(1).is_some_and(|a| a == "thread-churn") {
+        thread_churn();
+        return;
+    }
     let threads: usize = std::env::args()
         .nth(1)
         .map_or(2, |t| t.parse().expect("THREADS"));
@@ -75,6 +88,61 @@ fn main() {
         }
         print_stats(&format!("round {round}"));
     }
+}
+
+/// A log-uniform size in `[lo, hi]`, as larder-bench's `log_uniform`.
+fn log_uniform(rng: &mut impl FnMut() -> u64, lo: usize, hi: usize) -> usize {
+    let (l, h) = ((lo as f64).ln(), (hi as f64 + 1.0).ln());
+    let u = (rng() >> 11) as f64 / (1u64 << 53) as f64;
+    ((l + u * (h - l)).exp() as usize).clamp(lo, hi)
+}
+
+/// larder-bench's thread-churn pattern, with the figures every 50 rounds and the highest.
+fn thread_churn() {
+    let arg = |n: usize, default: u64| {
+        std::env::args()
+            .nth(n)
+            .map_or(default, |a| a.parse().expect("THREADS ROUNDS"))
+    };
+    let (threads, rounds) = (arg(2, 2), arg(3, 600));
+    let mut highest = [0u64; 4];
+    for round in 0..rounds {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    let mut rng = fastrand_lite((round << 20) ^ (t + 1));
+                    let mut blocks: Vec<Vec<u8>> = (0..2000)
+                        .map(|_| vec![1u8; log_uniform(&mut rng, 16, 2048)])
+                        .collect();
+                    blocks.split_off(1000)
+                })
+            })
+            .collect();
+        for handle in handles {
+            drop(handle.join().unwrap());
+        }
+        let s = if round % 50 == 49 {
+            print_stats(&format!("round {round}"))
+        } else {
+            larder::stats()
+        };
+        let figures = [
+            s.committed_bytes,
+            s.dirty_bytes,
+            s.segments,
+            s.resident_bytes,
+        ];
+        for (h, f) in highest.iter_mut().zip(figures) {
+            *h = (*h).max(f);
+        }
+    }
+    println!(
+        " highest committed {:6.2}  dirty {:6.2}  segments {:3}  rss {:6.2} MiB",
+        mib(highest[0]),
+        mib(highest[1]),
+        highest[2],
+        mib(highest[3]),
+    );
 }
 
 /// A xorshift generator (the example needs no crate for it).

@@ -589,7 +589,7 @@ unsafe fn move_to_full(heap: &mut Heap, page: *mut Page) {
         queue_push_back(&mut heap.full, page);
         remote::set_delayed_state(&*page, remote::USE_DELAYED, false);
         // A remote free that raced with the state change left its block on the page's list.
-        if (*page).thread_free.load(Ordering::Acquire) & !3 != 0 {
+        if remote::has_thread_free(&*page) {
             unfull(heap, page);
         }
     }

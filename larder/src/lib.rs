@@ -88,8 +88,9 @@ pub mod loom_model {
     pub use crate::atomic::AtomicWord;
     pub use crate::page::Block;
     pub use crate::remote::{
-        free_remote_chain_on, set_delayed_state_on, take_delayed_on, take_thread_free_on,
-        DelayedFree, DELAYED_FREEING, NEVER_DELAYED, NORMAL, STATE_MASK, USE_DELAYED,
+        count_of, free_remote_chain_on, head_of, set_delayed_state_on, take_delayed_on,
+        take_thread_free_on, DelayedFree, DELAYED_FREEING, NEVER_DELAYED, NORMAL, STATE_MASK,
+        USE_DELAYED,
     };
 }
 

@@ -7,8 +7,9 @@
 //! Invariant, for a page in use:
 //! `used == capacity - |free| - |local_free|`, where `used` still counts blocks sitting on
 //! `thread_free` until the owner collects them. The slow path moves `thread_free` onto `free`
-//! (and `local_free` when `free` is empty) in one step (`collect`), and carves more of the page
-//! into blocks a little at a time (`extend`), so that a fresh page costs little.
+//! (or `local_free`), and `local_free` onto `free` when `free` is empty, in one step
+//! (`collect`), and carves more of the page into blocks a little at a time (`extend`), so that a
+//! fresh page costs little.
 
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -200,8 +201,8 @@ impl Page {
         self.free_is_zero = self.fresh_tail;
     }
 
-    /// Moves the blocks freed locally and remotely onto `free`, returning how many remote
-    /// frees were collected. Also carves fresh blocks if nothing was free.
+    /// Moves the blocks freed locally and remotely onto `free`. Also carves fresh blocks if
+    /// nothing was free.
     ///
     /// # Safety
     /// The page must be in use and owned by the calling thread.
@@ -215,24 +216,34 @@ impl Page {
     }
 
     /// Moves the blocks freed remotely onto `free`, and those freed locally too when `free` is
-    /// empty, carving nothing. Nothing already on `free` is walked: the remote blocks go in
-    /// front of it (their list is walked anyway, for its length), and `local_free` waits for
-    /// `free` to run dry (its blocks are counted free already).
+    /// empty, carving nothing. No list is walked in the usual case: the remote list comes with
+    /// its length (see `remote.rs`) and becomes `free` when `free` is empty, or `local_free`
+    /// when that is; `local_free` waits for `free` to run dry (its blocks are counted free
+    /// already). Only when both hold blocks is the remote list walked, to its tail.
     ///
     /// # Safety
     /// The page must be in use and owned by the calling thread (or, abandoned, held off the
     /// abandoned list by it).
     pub unsafe fn collect_frees(&mut self) {
         // SAFETY: forwarded from the caller.
-        let remote = unsafe { crate::remote::take_thread_free(self) };
+        let (remote, count) = unsafe { crate::remote::take_thread_free(self) };
         if !remote.is_null() {
-            // SAFETY: the taken list holds blocks of this page, each freed exactly once.
-            let (tail, count) = unsafe { list_tail_and_len(remote) };
-            // SAFETY: `tail` is a block of the taken list.
-            unsafe { (*tail).next = self.free };
-            self.free = remote;
+            // SAFETY: the taken list holds `count` blocks of this page, each freed once.
+            debug_assert_eq!(unsafe { list_tail_and_len(remote) }.1, count);
+            if self.free.is_null() {
+                self.free = remote;
+                self.free_is_zero = false;
+            } else if self.local_free.is_null() {
+                self.local_free = remote;
+            } else {
+                // SAFETY: the taken list holds blocks of this page, each freed exactly once.
+                let (tail, _) = unsafe { list_tail_and_len(remote) };
+                // SAFETY: `tail` is a block of the taken list.
+                unsafe { (*tail).next = self.free };
+                self.free = remote;
+                self.free_is_zero = false;
+            }
             self.forget_counted_frees(count);
-            self.free_is_zero = false;
         }
         if self.free.is_null() && !self.local_free.is_null() {
             self.free = self.local_free;

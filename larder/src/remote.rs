@@ -1,8 +1,14 @@
 //! Frees from other threads: the atomic `thread_free` list of each page, and the delayed-free
 //! handshake that tells a heap when one of its full pages gets a block back.
 //!
-//! A page's `thread_free` word is a block pointer with a two-bit state in its low bits (blocks
-//! are 8-aligned):
+//! A page's `thread_free` word packs three things: the list's head block in bits 2-47 (blocks
+//! are 8-aligned and lie in larder's 47-bit address range), the number of blocks on the list in
+//! bits 48-63, and a two-bit state in bits 0-1. The count travels with the list so that the
+//! owner, collecting it, learns how many blocks came back without walking them: a freeing
+//! thread knows how many it pushes (its held-back chain's length), adds that in the same
+//! compare-and-swap as the push, and the owner's take clears both. (Walking each collected list
+//! for its length was about a tenth of producer-consumer's samples, all cache misses on lines
+//! the freeing thread had just written.) The states:
 //! - `NORMAL`: a remote free pushes the block onto the page's list; the owner collects it in its
 //!   slow path.
 //! - `USE_DELAYED`: the page sits in its heap's full list, where the slow path does not look. The
@@ -37,6 +43,29 @@ pub const DELAYED_FREEING: usize = 2;
 pub const NEVER_DELAYED: usize = 3;
 /// The state bits of a `thread_free` word.
 pub const STATE_MASK: usize = 3;
+/// Where a `thread_free` word's block count starts.
+pub const COUNT_SHIFT: u32 = 48;
+/// The head-block bits of a `thread_free` word.
+pub const HEAD_MASK: usize = ((1 << COUNT_SHIFT) - 1) & !STATE_MASK;
+
+/// The head of the list in a `thread_free` word.
+#[inline(always)]
+pub fn head_of(word: usize) -> *mut Block {
+    (word & HEAD_MASK) as *mut Block
+}
+
+/// The number of blocks on the list in a `thread_free` word.
+#[inline(always)]
+pub fn count_of(word: usize) -> u32 {
+    (word >> COUNT_SHIFT) as u32
+}
+
+/// `word` with `first` as its list head and `len` more blocks counted, its state kept.
+#[inline(always)]
+fn pushed(word: usize, first: *mut Block, len: u32) -> usize {
+    debug_assert_eq!(first as usize & !HEAD_MASK, 0);
+    ((word & !HEAD_MASK) + ((len as usize) << COUNT_SHIFT)) | first as usize
+}
 
 /// The heap side of the handshake: where a full page's first remote free goes.
 pub trait DelayedFree {
@@ -60,18 +89,18 @@ impl DelayedFree for Heap {
 /// `block` must be a live block of `page`, which must be in use.
 pub unsafe fn free_remote(page: &Page, block: *mut Block) {
     // SAFETY: forwarded from the caller.
-    unsafe { free_remote_chain(page, block, block) }
+    unsafe { free_remote_chain(page, block, block, 1) }
 }
 
-/// Hands a chain of blocks of `page`, linked through `next` from `first` to `last`, to the
-/// page's owner in one atomic operation.
+/// Hands a chain of `len` blocks of `page`, linked through `next` from `first` to `last`, to
+/// the page's owner in one atomic operation.
 ///
 /// # Safety
 /// Every block of the chain must be a live block of `page`, which must be in use.
-unsafe fn free_remote_chain(page: &Page, first: *mut Block, last: *mut Block) {
+unsafe fn free_remote_chain(page: &Page, first: *mut Block, last: *mut Block, len: u32) {
     // SAFETY: forwarded from the caller; a page's heap stays valid while the page's state is
     // DELAYED_FREEING (the owner waits in `set_delayed_state`).
-    unsafe { free_remote_chain_on(&page.thread_free, &page.heap, first, last) }
+    unsafe { free_remote_chain_on(&page.thread_free, &page.heap, first, last, len) }
 }
 
 /// Blocks a thread freed into one page it does not own, linked but not yet handed over. A
@@ -138,7 +167,7 @@ pub unsafe fn flush_pending(pending: &mut PendingChain) {
     if !chain.page.is_null() {
         // SAFETY: the chain's blocks are live blocks of its page, which stays in use while they
         // are (they count as used until the owner collects them).
-        unsafe { free_remote_chain(&*chain.page, chain.first, chain.last) };
+        unsafe { free_remote_chain(&*chain.page, chain.first, chain.last, chain.len) };
     }
 }
 
@@ -146,15 +175,16 @@ pub unsafe fn flush_pending(pending: &mut PendingChain) {
 /// on loom's atomics).
 ///
 /// # Safety
-/// Every block of the chain, linked through `next` from `first` to `last`, must be a live block
-/// of the page these words belong to, which must be in use; while the page's state is
-/// `DELAYED_FREEING`, a non-null `heap` must point to a valid heap.
+/// Every block of the chain of `len` blocks, linked through `next` from `first` to `last`, must
+/// be a live block of the page these words belong to, which must be in use; while the page's
+/// state is `DELAYED_FREEING`, a non-null `heap` must point to a valid heap.
 #[inline(always)]
 pub unsafe fn free_remote_chain_on<H: DelayedFree>(
     thread_free: &impl AtomicWord<Value = usize>,
     heap: &impl AtomicWord<Value = *mut H>,
     first: *mut Block,
     last: *mut Block,
+    len: u32,
 ) {
     let mut word = thread_free.load(Ordering::Relaxed);
     let notify = loop {
@@ -164,8 +194,8 @@ pub unsafe fn free_remote_chain_on<H: DelayedFree>(
             (word & !STATE_MASK) | DELAYED_FREEING
         } else {
             // SAFETY: the blocks are live and ours to free, so we may write their link words.
-            unsafe { (*last).next = (word & !STATE_MASK) as *mut Block };
-            first as usize | state
+            unsafe { (*last).next = head_of(word) };
+            pushed(word, first, len)
         };
         match thread_free.compare_exchange_weak(word, new, Ordering::AcqRel, Ordering::Relaxed) {
             Ok(_) => break notify,
@@ -180,7 +210,7 @@ pub unsafe fn free_remote_chain_on<H: DelayedFree>(
     let heap = heap.load(Ordering::Acquire);
     if heap.is_null() {
         // No owner to notify: leave the blocks on the page's list for a future reclaimer.
-        push_thread_free(thread_free, first, last);
+        push_thread_free(thread_free, first, last, len);
     } else {
         // SAFETY: the heap is valid (see above); its delayed list accepts blocks of its pages.
         push_chain(unsafe { (*heap).delayed_free() }, first, last);
@@ -195,17 +225,18 @@ pub unsafe fn free_remote_chain_on<H: DelayedFree>(
     }
 }
 
-/// Pushes a chain of blocks onto a page's `thread_free` list, keeping the state bits.
+/// Pushes a chain of `len` blocks onto a page's `thread_free` list, keeping the state bits.
 fn push_thread_free(
     thread_free: &impl AtomicWord<Value = usize>,
     first: *mut Block,
     last: *mut Block,
+    len: u32,
 ) {
     let mut word = thread_free.load(Ordering::Relaxed);
     loop {
         // SAFETY: the caller owns the chain until the push succeeds.
-        unsafe { (*last).next = (word & !STATE_MASK) as *mut Block };
-        let new = first as usize | (word & STATE_MASK);
+        unsafe { (*last).next = head_of(word) };
+        let new = pushed(word, first, len);
         match thread_free.compare_exchange_weak(word, new, Ordering::AcqRel, Ordering::Relaxed) {
             Ok(_) => return,
             Err(current) => word = current,
@@ -226,12 +257,13 @@ fn push_chain(list: &impl AtomicWord<Value = *mut Block>, first: *mut Block, las
     }
 }
 
-/// Takes every block on the page's `thread_free` list, keeping its state bits.
+/// Takes every block on the page's `thread_free` list, keeping its state bits: the list's head
+/// and its length (null and 0 when it is empty).
 ///
 /// # Safety
 /// The caller must own the page.
 #[inline]
-pub unsafe fn take_thread_free(page: &Page) -> *mut Block {
+pub unsafe fn take_thread_free(page: &Page) -> (*mut Block, u32) {
     // SAFETY: forwarded from the caller.
     unsafe { take_thread_free_on(&page.thread_free) }
 }
@@ -241,11 +273,13 @@ pub unsafe fn take_thread_free(page: &Page) -> *mut Block {
 /// # Safety
 /// The caller must own the page the word belongs to.
 #[inline(always)]
-pub unsafe fn take_thread_free_on(thread_free: &impl AtomicWord<Value = usize>) -> *mut Block {
+pub unsafe fn take_thread_free_on(
+    thread_free: &impl AtomicWord<Value = usize>,
+) -> (*mut Block, u32) {
     let mut word = thread_free.load(Ordering::Relaxed);
     loop {
-        if word & !STATE_MASK == 0 {
-            return ptr::null_mut();
+        if word & HEAD_MASK == 0 {
+            return (ptr::null_mut(), 0);
         }
         match thread_free.compare_exchange_weak(
             word,
@@ -253,10 +287,16 @@ pub unsafe fn take_thread_free_on(thread_free: &impl AtomicWord<Value = usize>) 
             Ordering::AcqRel,
             Ordering::Relaxed,
         ) {
-            Ok(_) => return (word & !STATE_MASK) as *mut Block,
+            Ok(_) => return (head_of(word), count_of(word)),
             Err(current) => word = current,
         }
     }
+}
+
+/// Whether blocks wait on the page's `thread_free` list.
+#[inline]
+pub fn has_thread_free(page: &Page) -> bool {
+    page.thread_free.load(Ordering::Acquire) & HEAD_MASK != 0
 }
 
 /// Sets the page's delayed-free state, waiting while a remote free is notifying the heap.
@@ -303,4 +343,51 @@ pub fn take_delayed_on(list: &impl AtomicWord<Value = *mut Block>) -> *mut Block
         return ptr::null_mut();
     }
     list.swap(ptr::null_mut(), Ordering::AcqRel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::sync::atomic::AtomicUsize;
+
+    /// Chains of 3 and 2 blocks, then one block, pushed onto a page's word: the owner's take
+    /// gets all six, linked, with a count of 6 that it does not need to walk for, and the state
+    /// bits stay where they were.
+    #[test]
+    fn the_count_travels_with_the_list() {
+        let mut blocks: Vec<Block> = (0..6)
+            .map(|_| Block {
+                next: ptr::null_mut(),
+            })
+            .collect();
+        let base = blocks.as_mut_ptr();
+        // Block `i` (the vector holds six).
+        let b = |i: usize| base.wrapping_add(i);
+        let word = AtomicUsize::new(NEVER_DELAYED);
+        let heap = AtomicPtr::<Heap>::new(ptr::null_mut());
+        // SAFETY: the blocks are ours; each chain is linked first to last before it is pushed.
+        unsafe {
+            (*b(0)).next = b(1);
+            (*b(1)).next = b(2);
+            free_remote_chain_on(&word, &heap, b(0), b(2), 3);
+            (*b(3)).next = b(4);
+            free_remote_chain_on(&word, &heap, b(3), b(4), 2);
+            free_remote_chain_on(&word, &heap, b(5), b(5), 1);
+        }
+        assert_eq!(count_of(word.load(Ordering::Relaxed)), 6);
+        // SAFETY: this test owns the word's page.
+        let (head, count) = unsafe { take_thread_free_on(&word) };
+        assert_eq!(count, 6);
+        let mut seen = 0;
+        let mut block = head;
+        while !block.is_null() {
+            seen += 1;
+            // SAFETY: the list holds the test's blocks.
+            block = unsafe { (*block).next };
+        }
+        assert_eq!(seen, 6);
+        assert_eq!(word.load(Ordering::Relaxed), NEVER_DELAYED);
+        // SAFETY: as above.
+        assert_eq!(unsafe { take_thread_free_on(&word) }, (ptr::null_mut(), 0));
+    }
 }

@@ -36,6 +36,12 @@ const MEDIUM_PAGE_SHIFT: u32 = 19;
 /// Page shift of a single-block segment: every offset maps to page 0.
 const SINGLE_PAGE_SHIFT: u32 = 63;
 
+// A page's `thread_free` word counts its list's blocks in the bits above `COUNT_SHIFT`, so no
+// page may hold more blocks than they count (blocks are at least 16 bytes), and every block
+// must lie below the count.
+const _: () = assert!((1usize << MEDIUM_PAGE_SHIFT) / 16 < 1 << (64 - crate::remote::COUNT_SHIFT));
+const _: () = assert!(crate::segment_map::ADDRESS_LIMIT <= 1 << crate::remote::COUNT_SHIFT);
+
 /// What a segment holds.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]

@@ -6,7 +6,9 @@
 //! What a model stands for: a page of a few blocks (its `thread_free` word and its heap word), the
 //! owner's heap (its `delayed_free` list), remote threads that free blocks of the page, and the
 //! owner. The owner's steps follow `heap.rs` (`move_to_full`, `unfull`, `process_delayed`,
-//! `abandon`) and `page.rs` (`Page::collect`), calling the same `remote.rs` functions they call. Each block
+//! `abandon`) and `page.rs` (`Page::collect`), calling the same `remote.rs` functions they call.
+//! The page's word carries its list's length with the list: every list the owner takes must be
+//! exactly as long as the word said, and a word with no list must count none. Each block
 //! carries a payload the freeing thread wrote last, in a loom cell: a free that does not publish
 //! the block to the owner (release on push, acquire on take) is a causality violation when the
 //! owner reads it. The heap's liveness is a loom cell too: a remote free that reads the heap
@@ -20,8 +22,9 @@ use std::cell::UnsafeCell as StdUnsafeCell;
 use std::ptr;
 
 use larder::loom_model::{
-    free_remote_chain_on, set_delayed_state_on, take_delayed_on, take_thread_free_on, Block,
-    DelayedFree, DELAYED_FREEING, NEVER_DELAYED, NORMAL, STATE_MASK, USE_DELAYED,
+    count_of, free_remote_chain_on, head_of, set_delayed_state_on, take_delayed_on,
+    take_thread_free_on, Block, DelayedFree, DELAYED_FREEING, NEVER_DELAYED, NORMAL, STATE_MASK,
+    USE_DELAYED,
 };
 use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
@@ -129,10 +132,11 @@ impl World {
             unsafe { (*pair[0]).link.next = pair[1].cast() };
         }
         let (first, last) = (blocks[0].cast(), blocks[blocks.len() - 1].cast());
+        let len = blocks.len() as u32;
         // SAFETY: the blocks are live blocks of this page, linked first to last, and the heap
         // stays alive while the page is not NEVER_DELAYED (the protocol under test;
         // `ModelHeap` checks it).
-        unsafe { free_remote_chain_on(&self.thread_free, &self.heap_word, first, last) };
+        unsafe { free_remote_chain_on(&self.thread_free, &self.heap_word, first, last, len) };
     }
 
     /// What the owner does with a list it took: walks it and reuses each block, appending
@@ -156,11 +160,19 @@ impl World {
         }
     }
 
-    /// The owner collecting its page's remote frees (`Page::collect`'s atomic part).
+    /// The owner collecting its page's remote frees (`Page::collect`'s atomic part): the list
+    /// it takes is as long as the count taken with it, which is what `Page::collect` trusts
+    /// instead of walking the list.
     fn collect(&self, taken: &mut Vec<usize>) {
         // SAFETY: the calling thread plays the page's owner.
-        let list = unsafe { take_thread_free_on(&self.thread_free) };
+        let (list, count) = unsafe { take_thread_free_on(&self.thread_free) };
+        let before = taken.len();
         self.reuse_list(list, taken);
+        assert_eq!(
+            taken.len() - before,
+            count as usize,
+            "the count taken with a list is not its length"
+        );
     }
 
     /// The owner processing its heap's delayed list (`heap.rs`'s `process_delayed`).
@@ -174,7 +186,14 @@ impl World {
     }
 
     fn page_list_is_empty(&self) -> bool {
-        self.thread_free.load(Ordering::Relaxed) & !STATE_MASK == 0
+        let word = self.thread_free.load(Ordering::Relaxed);
+        let empty = head_of(word).is_null();
+        assert_eq!(
+            empty,
+            count_of(word) == 0,
+            "a page's word counts blocks it has no list for, or none it has"
+        );
+        empty
     }
 
     fn delayed_list_is_empty(&self) -> bool {
@@ -268,6 +287,10 @@ fn frees_race_with_the_owner_collecting(chained: bool) {
             remote.join().unwrap();
         }
         world.collect(&mut taken);
+        assert!(
+            world.page_list_is_empty(),
+            "blocks or a count left on the page's list"
+        );
         assert_each_taken_once(taken, 4);
         assert_eq!(world.state(), NORMAL);
         assert!(
@@ -332,6 +355,10 @@ fn full_page_is_not_stranded(groups: &'static [&'static [usize]], chained: bool)
         world.process_delayed(&mut taken);
         set_delayed_state_on(&world.thread_free, NORMAL, false);
         world.collect(&mut taken);
+        assert!(
+            world.page_list_is_empty(),
+            "blocks or a count left on the page's list"
+        );
         assert_each_taken_once(taken, count);
     });
 }
@@ -374,6 +401,10 @@ fn abandoning_waits_for_remote_frees_notifying_the_heap() {
         );
         // A reclaimer takes what was freed after the owner left.
         world.collect(&mut taken);
+        assert!(
+            world.page_list_is_empty(),
+            "blocks or a count left on the page's list"
+        );
         assert_each_taken_once(taken, 2);
     });
 }
@@ -393,6 +424,10 @@ fn a_notifying_free_without_a_heap_keeps_the_block_on_the_page() {
             remote.join().unwrap();
         }
         world.collect(&mut taken);
+        assert!(
+            world.page_list_is_empty(),
+            "blocks or a count left on the page's list"
+        );
         assert_each_taken_once(taken, 2);
         assert_eq!(world.state(), NORMAL);
         assert!(world.delayed_list_is_empty());
