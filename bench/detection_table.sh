@@ -33,7 +33,8 @@ found() {
   shift 2
   local log=$tmp/log rc
   case $tool in
-    check) timeout 120 env LD_PRELOAD="$lib_dir/liblarder_check.so" "$tmp/gcc/$prog" "$@" >"$log" 2>&1 ;;
+    # A program whose first line names a guard-page setting is run with it (by check only).
+    check) timeout 120 env $setting LD_PRELOAD="$lib_dir/liblarder_check.so" "$tmp/gcc/$prog" "$@" >"$log" 2>&1 ;;
     larder) timeout 120 env LD_PRELOAD="$lib_dir/liblarder.so" "$tmp/gcc/$prog" "$@" >"$log" 2>&1 ;;
     glibc) timeout 120 env MALLOC_CHECK_=3 GLIBC_TUNABLES=glibc.malloc.check=3 "$tmp/gcc/$prog" "$@" >"$log" 2>&1 ;;
     valgrind) timeout 600 valgrind -q --error-exitcode=23 --leak-check=full \
@@ -63,7 +64,8 @@ for t in $tools; do printf -- '---:|'; done
 printf '\n'
 for c in tests/c/check/*.c; do
   prog=$(basename "$c" .c)
-  read -r _ _ class _ < <(head -1 "$c")
+  read -r _ _ class _ setting _ < <(head -1 "$c")
+  [[ "$setting" == LARDER_*=* ]] || setting=
   cases=()
   if [ "$class" = clean ]; then
     cases=("")
