@@ -19,8 +19,14 @@ trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/gcc" "$tmp/asan"
 have_asan=0
 command -v clang >/dev/null && have_asan=1
-for c in tests/c/check/*.c; do
-  name=$(basename "$c" .c)
+for c in tests/c/check/*.c tests/c/check/*.cpp; do
+  name=$(basename "${c%.*}")
+  if [ "${c##*.}" = cpp ]; then
+    g++ -std=c++17 -O2 -g -w -pthread -rdynamic -o "$tmp/gcc/$name" "$c"
+    [ $have_asan = 0 ] || clang++ -std=c++17 -O1 -g -w -pthread -fsanitize=address \
+      -fno-omit-frame-pointer -o "$tmp/asan/$name" "$c"
+    continue
+  fi
   cc -O2 -g -w -pthread -rdynamic -o "$tmp/gcc/$name" "$c"
   if [ $have_asan = 1 ]; then
     clang -O1 -g -w -pthread -fsanitize=address -fno-omit-frame-pointer -o "$tmp/asan/$name" "$c"
@@ -33,7 +39,8 @@ found() {
   shift 2
   local log=$tmp/log rc
   case $tool in
-    check) timeout 120 env LD_PRELOAD="$lib_dir/liblarder_check.so" "$tmp/gcc/$prog" "$@" >"$log" 2>&1 ;;
+    # A program whose first line names a guard-page setting is run with it (by check only).
+    check) timeout 120 env $setting LD_PRELOAD="$lib_dir/liblarder_check.so" "$tmp/gcc/$prog" "$@" >"$log" 2>&1 ;;
     larder) timeout 120 env LD_PRELOAD="$lib_dir/liblarder.so" "$tmp/gcc/$prog" "$@" >"$log" 2>&1 ;;
     glibc) timeout 120 env MALLOC_CHECK_=3 GLIBC_TUNABLES=glibc.malloc.check=3 "$tmp/gcc/$prog" "$@" >"$log" 2>&1 ;;
     valgrind) timeout 600 valgrind -q --error-exitcode=23 --leak-check=full \
@@ -61,9 +68,10 @@ for t in $tools; do printf ' %s |' "$t"; done
 printf '\n|---|'
 for t in $tools; do printf -- '---:|'; done
 printf '\n'
-for c in tests/c/check/*.c; do
-  prog=$(basename "$c" .c)
-  read -r _ _ class _ < <(head -1 "$c")
+for c in tests/c/check/*.c tests/c/check/*.cpp; do
+  prog=$(basename "${c%.*}")
+  read -r _ _ class _ setting _ < <(head -1 "$c")
+  [[ "$setting" == LARDER_*=* ]] || setting=
   cases=()
   if [ "$class" = clean ]; then
     cases=("")
@@ -71,6 +79,10 @@ for c in tests/c/check/*.c; do
     for size in 1 1000 65536 5000000; do
       if [ "$prog" = invalid_free ]; then
         for kind in interior misaligned stack global mmap memalign; do cases+=("$size $kind"); done
+      elif [ "$prog" = mismatch ]; then
+        for pair in new-free malloc-delete 'new[]-delete' 'new-delete[]' aligned-new-free; do
+          cases+=("$size $pair")
+        done
       else
         cases+=("$size")
       fi

@@ -58,6 +58,16 @@
  *   LARDER_QUARANTINE=BYTES         check mode: freed bytes held back (64M)
  *   LARDER_GUARD=auto|all|off|1/N   check mode: blocks against guard pages
  *   LARDER_GUARD_BUDGET=BYTES       check mode: guarded memory before sampling
+ *   LARDER_GUARD_SIDE=after|before  check mode: guard page after a block's end
+ *                                   (overflows fault) or before its start
+ *                                   (underflows fault) (after)
+ *   LARDER_GUARD_ALIGN=c|exact      check mode: a block against its guard page
+ *                                   aligned as C asks of malloc (c), or only as
+ *                                   an object of its exact size needs (exact:
+ *                                   every one-byte overflow read faults)
+ *   LARDER_CHECK_VERBOSE=on|off     check mode: say on stderr at exit what guard
+ *                                   pages covered (off; `larder run --check`
+ *                                   prints it in its summary)
  *   LARDER_LEAKS=on|off             check mode: leak check at exit (on)
  *   LARDER_MISMATCH=on|off          check mode: report new/free, malloc/delete,
  *                                   new[]/delete mismatches (on)

@@ -347,9 +347,10 @@ mod tests {
     }
 
     /// What a block of `size` bytes must be aligned to: glibc's alignment from the core; in
-    /// check mode (`EXACT_SIZES`), whose blocks may end against a guard page, what any object
-    /// of that size needs (the largest power of two dividing the size, at most 16), which is
-    /// all C asks of `malloc`.
+    /// check mode (`EXACT_SIZES`), whose blocks may end against a guard page, at least what an
+    /// object of exactly that size needs (the largest power of two dividing the size, at most
+    /// 16), which is what `LARDER_GUARD_ALIGN=exact` gives; the default gives more, what C asks
+    /// of `malloc` for any object of the size or less (the largest power of two not above it).
     fn expected_align(size: usize) -> usize {
         if raw::EXACT_SIZES {
             (1usize << size.trailing_zeros().min(4)).min(fundamental_align(size))

@@ -110,6 +110,72 @@ fn parse_error(line: &str) -> Option<ErrorRecord> {
     (!record.class.is_empty()).then_some(record)
 }
 
+/// What guard pages covered in one process (`larder-guard v1 pid=P guarded=N unguarded=N
+/// how=H [budget=B]`, written at exit by each checked process that guarded a block).
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct GuardRecord {
+    /// The process.
+    pub pid: u32,
+    /// Blocks placed against a guard page.
+    pub guarded: u64,
+    /// Blocks left unguarded (sampling, or the pool's limits).
+    pub unguarded: u64,
+    /// Which blocks: `all`, `1/N`, or `budget-then-1/N` (auto past its budget).
+    pub how: String,
+}
+
+/// The guard records in the report file's text.
+pub fn parse_guards(text: &str) -> Vec<GuardRecord> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("larder-guard v1 ")?;
+            let mut record = GuardRecord::default();
+            for (key, value) in rest.split(' ').filter_map(|f| f.split_once('=')) {
+                match key {
+                    "pid" => record.pid = value.parse().ok()?,
+                    "guarded" => record.guarded = value.parse().ok()?,
+                    "unguarded" => record.unguarded = value.parse().ok()?,
+                    "how" => record.how = value.to_owned(),
+                    _ => {}
+                }
+            }
+            Some(record)
+        })
+        .collect()
+}
+
+/// The guard pages' line of the summary: the program's own process, and the others added up.
+pub fn write_guard_text(out: &mut String, records: &[GuardRecord], pid: u32) {
+    use std::fmt::Write;
+    let how = |h: &str| match (h, h.rsplit_once("1/")) {
+        ("all", _) => "every block".to_owned(),
+        (h, Some((_, n))) if h.starts_with("budget-then-") => {
+            format!("every block until LARDER_GUARD_BUDGET, then 1 in {n}")
+        }
+        (_, Some((_, n))) => format!("1 in {n}"),
+        (h, None) => h.to_owned(),
+    };
+    if let Some(r) = records.iter().find(|r| r.pid == pid) {
+        let _ = writeln!(
+            out,
+            "  guard pages   {} blocks guarded, {} not ({})",
+            r.guarded,
+            r.unguarded,
+            how(&r.how)
+        );
+    }
+    let others: Vec<&GuardRecord> = records.iter().filter(|r| r.pid != pid).collect();
+    if !others.is_empty() {
+        let _ = writeln!(
+            out,
+            "  guard pages   {} blocks guarded, {} not, in {} other processes",
+            others.iter().map(|r| r.guarded).sum::<u64>(),
+            others.iter().map(|r| r.unguarded).sum::<u64>(),
+            others.len()
+        );
+    }
+}
+
 /// Names frames from each module's debug info, loading each module once.
 #[derive(Default)]
 pub struct Symbolizer {
@@ -207,6 +273,27 @@ pub fn write_text(out: &mut String, records: &[ErrorRecord]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guard_records_are_read_and_summed() {
+        let text = "larder-heap v1 pid=1\n\
+                    larder-guard v1 pid=7 guarded=100 unguarded=0 how=all\n\
+                    larder-guard v1 pid=8 guarded=5 unguarded=9000 how=budget-then-1/1024 budget=67108864\n\
+                    larder-guard v1 pid=9 guarded=1 unguarded=2 how=1/3\n";
+        let records = parse_guards(text);
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[1].how, "budget-then-1/1024");
+        let mut out = String::new();
+        write_guard_text(&mut out, &records, 8);
+        assert!(
+            out.contains("5 blocks guarded, 9000 not (every block until LARDER_GUARD_BUDGET, then 1 in 1024)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("101 blocks guarded, 2 not, in 2 other processes"),
+            "{out}"
+        );
+    }
 
     #[test]
     fn a_record_is_read_with_its_frames() {

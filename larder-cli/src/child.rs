@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::check_record::{parse_errors, Symbolizer};
+use crate::check_record::{parse_errors, parse_guards, Symbolizer};
 use crate::cli::RunArgs;
 use crate::heap_record::parse_records;
 use crate::summary::Summary;
@@ -95,6 +95,7 @@ pub fn run_with_summary(args: &RunArgs) -> Result<u8, Failure> {
         let mut errors = parse_errors(&report_text);
         Symbolizer::default().symbolize(&mut errors);
         summary.errors = Some(errors);
+        summary.guard = Some(parse_guards(&report_text));
     }
     if args.profile {
         let mut profiles = crate::profile::parse_profiles(&report_text);

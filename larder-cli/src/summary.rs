@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::check_record::ErrorRecord;
+use crate::check_record::{ErrorRecord, GuardRecord};
 use crate::child::ChildOutcome;
 use crate::heap_record::HeapRecord;
 use crate::profile::ProcessProfile;
@@ -40,6 +40,9 @@ pub struct Summary {
     /// With `--check`: the errors check mode reported, frames symbolised.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<ErrorRecord>>,
+    /// With `--check`: what guard pages covered, per process that guarded blocks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guard: Option<Vec<GuardRecord>>,
     /// With `--profile`: the sampled heap profile of each process, by pid.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<BTreeMap<u32, ProcessProfile>>,
@@ -87,6 +90,7 @@ impl Summary {
             heap,
             other_processes: others,
             errors: None,
+            guard: None,
             profile: None,
             profile_top: 10,
         }
@@ -150,6 +154,9 @@ impl Summary {
             "  time          {:.3} s wall, {:.3} s user, {:.3} s system",
             self.wall_seconds, self.user_seconds, self.system_seconds
         );
+        if let Some(guard) = &self.guard {
+            crate::check_record::write_guard_text(&mut out, guard, self.pid);
+        }
         if let Some(errors) = &self.errors {
             crate::check_record::write_text(&mut out, errors);
         }

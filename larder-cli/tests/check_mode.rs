@@ -83,3 +83,41 @@ fn a_clean_program_keeps_its_status_and_gets_no_report() {
     assert_eq!(status, 7);
     assert_eq!(summary["errors"].as_array().unwrap().len(), 0, "{summary}");
 }
+
+#[test]
+fn what_guard_pages_covered_is_in_the_summary_not_in_the_programs_stderr() {
+    let program = corpus_program("clean_fork");
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let output = Command::new(common::larder_with_check_library())
+        .args(["run", "--check", "--json", "--report"])
+        .arg(report.path())
+        .arg("--")
+        .arg(&program)
+        .output()
+        .expect("larder runs");
+    assert_eq!(output.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("guard pages"), "{stderr}");
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(report.path()).unwrap())
+        .expect("a JSON summary");
+    let own = summary["guard"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["pid"] == summary["pid"])
+        .cloned()
+        .unwrap_or_else(|| panic!("no guard record of the program: {summary}"));
+    assert!(own["guarded"].as_u64().unwrap() > 0, "{own}");
+    assert!(own["how"].as_str().is_some_and(|h| !h.is_empty()), "{own}");
+    // LARDER_CHECK_VERBOSE=on puts the line back on stderr, for runs without larder run.
+    let verbose = Command::new(&program)
+        .env(
+            "LD_PRELOAD",
+            common::larder_with_check_library().with_file_name("liblarder_check.so"),
+        )
+        .env("LARDER_CHECK_VERBOSE", "on")
+        .output()
+        .expect("the program runs");
+    let stderr = String::from_utf8_lossy(&verbose.stderr);
+    assert!(stderr.contains("larder check: guard pages: "), "{stderr}");
+}

@@ -45,6 +45,27 @@ pub enum Guard {
     Off,
 }
 
+/// Which side of a guarded block its guard page lies on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuardSide {
+    /// After the block: the block ends against the guard page (overflows fault).
+    After,
+    /// Before the block: the block starts right after the guard page (underflows fault).
+    Before,
+}
+
+/// How a guarded block that ends against its guard page is aligned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuardAlign {
+    /// What C asks of `malloc` (C23 7.24.3, DR 445): enough for any object of the size or less,
+    /// the largest power of two not above the size, at most 16.
+    C,
+    /// What an object of exactly this size needs: the largest power of two dividing the size,
+    /// at most 16. The block ends at the guard page, so a one-byte overflow read faults; a
+    /// program that keeps a smaller object or tag bits in a larger block may break.
+    Exact,
+}
+
 /// Room for a path or a specification given in a variable; a longer value is refused.
 pub const TEXT_CAPACITY: usize = 1024;
 
@@ -97,6 +118,12 @@ pub struct Options {
     pub guard: Guard,
     /// `LARDER_GUARD_BUDGET`, in bytes.
     pub guard_budget: u64,
+    /// `LARDER_GUARD_SIDE`.
+    pub guard_side: GuardSide,
+    /// `LARDER_GUARD_ALIGN`.
+    pub guard_align: GuardAlign,
+    /// `LARDER_CHECK_VERBOSE`: say at exit what check mode did (guard pages) on stderr.
+    pub check_verbose: bool,
     /// `LARDER_LEAKS`.
     pub leaks: bool,
     /// `LARDER_MISMATCH`.
@@ -112,7 +139,7 @@ pub struct Options {
 }
 
 impl Options {
-    const DEFAULT: Options = Options {
+    pub(crate) const DEFAULT: Options = Options {
         on_error: OnError::Abort,
         purge_delay_ms: 200,
         huge_pages: false,
@@ -121,6 +148,9 @@ impl Options {
         quarantine_bytes: 64 << 20,
         guard: Guard::Auto,
         guard_budget: 64 << 20,
+        guard_side: GuardSide::After,
+        guard_align: GuardAlign::C,
+        check_verbose: false,
         leaks: true,
         mismatch: true,
         fail: Text::empty(),
@@ -232,6 +262,44 @@ pub static VARIABLES: &[Variable] = &[
         default: "64M",
         help: "check mode: memory that guarded blocks may take before LARDER_GUARD=auto samples",
         parse: |o, v| store_size(&mut o.guard_budget, v),
+    },
+    Variable {
+        name: "LARDER_GUARD_SIDE",
+        values: "after | before",
+        default: "after",
+        help: "check mode: where a guarded block's guard page lies: after its end (overflows fault) or before its start (the block starts a page, so underflows fault)",
+        parse: |o, v| {
+            o.guard_side = match v {
+                b"after" => GuardSide::After,
+                b"before" => GuardSide::Before,
+                _ => return Err("expected after or before"),
+            };
+            Ok(())
+        },
+    },
+    Variable {
+        name: "LARDER_GUARD_ALIGN",
+        values: "c | exact",
+        default: "c",
+        help: "check mode: a block ending at its guard page is aligned as C asks of malloc (c: up to 15 bytes of slack, where reads are missed) or only as an object of exactly its size needs (exact: every overflow read faults, but programs that keep smaller objects or tag bits in a block may break)",
+        parse: |o, v| {
+            o.guard_align = match v {
+                b"c" => GuardAlign::C,
+                b"exact" => GuardAlign::Exact,
+                _ => return Err("expected c or exact"),
+            };
+            Ok(())
+        },
+    },
+    Variable {
+        name: "LARDER_CHECK_VERBOSE",
+        values: "on | off",
+        default: "off",
+        help: "check mode: each process says on stderr at exit how many blocks it guarded (larder run --check prints it in its summary either way)",
+        parse: |o, v| {
+            o.check_verbose = parse_flag(v).ok_or("expected on or off")?;
+            Ok(())
+        },
     },
     Variable {
         name: "LARDER_LEAKS",
@@ -480,7 +548,13 @@ mod tests {
             b"LARDER_REPORT_FILE=/tmp/x",
             b"LARDER_FAIL=nth:3",
             b"LARDER_PROFILE=512K",
+            b"LARDER_GUARD_SIDE=before",
+            b"LARDER_GUARD_ALIGN=exact",
+            b"LARDER_CHECK_VERBOSE=on",
         ]);
+        assert_eq!(o.guard_side, GuardSide::Before);
+        assert_eq!(o.guard_align, GuardAlign::Exact);
+        assert!(o.check_verbose);
         assert_eq!(o.on_error, OnError::Warn);
         assert_eq!(o.purge_delay_ms, 50);
         assert_eq!(o.quarantine_bytes, 16 << 20);
@@ -497,7 +571,9 @@ mod tests {
             b"LARDER_ON_ERROR=explode",
             b"LARDER_QUARANTINE=lots",
             b"LARDER_GUARD=1/0",
+            b"LARDER_GUARD_SIDE=left",
         ]);
+        assert_eq!(o.guard_side, GuardSide::After);
         assert_eq!(o.on_error, OnError::Abort);
         assert_eq!(o.quarantine_bytes, 64 << 20);
         assert_eq!(o.guard, Guard::Auto);

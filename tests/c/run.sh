@@ -119,34 +119,50 @@ check_linking grep ' T malloc$' <(nm "$out/stress_threads_static")
 description="the -llarder programs load liblarder.so"
 check_linking grep "$lib_dir/liblarder.so" <(ldd "$out/api_semantics_linked" "$out/larder_api")
 # Check mode (liblarder_check.so): each corpus program's first line names the
-# class it must be reported with and the culprit function its backtrace must
-# name; it must exit with status 23. Sizes from tiny to multi-MiB.
+# class it must be reported with, the culprit function its backtrace must
+# name and, for a bug only a guard-page setting finds, that setting
+# (LARDER_GUARD_SIDE=before, LARDER_GUARD_ALIGN=exact); it must exit with
+# status 23. Sizes from tiny to multi-MiB.
 check_lib=$lib_dir/liblarder_check.so
 check_case() {
-  local prog=$1 class=$2 culprit=$3
-  shift 3
+  local prog=$1 class=$2 culprit=$3 setting=$4
+  shift 4
   local log rc guard
   # Each bug on a guarded block (the default within the guard budget: found at
   # the bad access) and without guard pages (found by the redzones and the
   # quarantine); reads are found by guard pages only.
   for guard in auto off; do
-    case "$prog:$guard" in overflow_read:off | read_after_free:off) continue ;; esac
+    case "$prog:$guard" in overflow_read*:off | underflow_read:off | read_after_free:off) continue ;; esac
     log=$(mktemp)
-    timeout -k 10 60 env LARDER_GUARD=$guard LD_PRELOAD="$check_lib" "$out/check/$prog" "$@" >"$log" 2>&1
+    timeout -k 10 60 env LARDER_GUARD=$guard $setting LD_PRELOAD="$check_lib" "$out/check/$prog" "$@" >"$log" 2>&1
     rc=$?
     if [ "$rc" -eq 23 ] && grep -q "ERROR: $class " "$log" && grep -q " $culprit+" "$log"; then
-      pass "check mode: $prog $* (guard $guard) -> $class in $culprit"
+      pass "check mode: $prog $* (guard $guard $setting) -> $class in $culprit"
     else
-      fail "check mode: $prog $* (guard $guard; exit $rc, want 23, $class, $culprit)"
+      fail "check mode: $prog $* (guard $guard $setting; exit $rc, want 23, $class, $culprit)"
       sed 's/^/    /' "$log" | head -30
     fi
     rm -f "$log"
   done
 }
+# A bug found only with a guard-page setting goes unreported without it (the
+# setting is what finds it): the default placement lets the program exit 0.
+# missed_without_setting PROG SIZE
+missed_without_setting() {
+  local prog=$1 size=$2 rc
+  timeout -k 10 60 env LD_PRELOAD="$check_lib" "$out/check/$prog" "$size" >/dev/null 2>&1
+  rc=$?
+  if [ "$rc" -eq 0 ]; then
+    pass "check mode: $prog $size is missed without its setting (exit 0)"
+  else
+    fail "check mode: $prog $size without its setting exited $rc (want 0: the setting is what finds it)"
+  fi
+}
 if [ -f "$check_lib" ]; then
   for c in "$here"/check/*.c; do
     prog=$(basename "$c" .c)
-    read -r _ _ class culprit _ < <(head -1 "$c")
+    read -r _ _ class culprit setting _ < <(head -1 "$c")
+    [[ "$setting" == LARDER_*=* ]] || setting=
     if [ "$class" = clean ]; then
       run_test "check mode: $prog reports nothing" env LD_PRELOAD="$check_lib" "$out/check/$prog"
       continue
@@ -173,19 +189,24 @@ if [ -f "$check_lib" ]; then
         done
       elif [ "$prog" = invalid_free ]; then
         for kind in interior misaligned stack global mmap memalign; do
-          check_case "$prog" "$class" "$culprit" "$size" "$kind"
+          check_case "$prog" "$class" "$culprit" "$setting" "$size" "$kind"
         done
       else
-        check_case "$prog" "$class" "$culprit" "$size"
+        check_case "$prog" "$class" "$culprit" "$setting" "$size"
       fi
     done
   done
+  # The reads the two guard-page settings are for, missed by the default placement:
+  # a read of the byte before a 1000-byte block (in its own page when the guard page
+  # follows it), one past a 1000-byte block (in the 8 bytes of slack C's alignment leaves).
+  missed_without_setting underflow_read 1000
+  missed_without_setting overflow_read_exact 1000
   # C++: a block freed by another family's function than its allocator's (new / free, malloc /
   # delete, new[] / delete, new / delete[]), guarded or not, at every size; and not reported
   # with LARDER_MISMATCH=off.
   for size in 1 1000 65536 5000000; do
     for pair in new-free malloc-delete 'new[]-delete' 'new-delete[]' aligned-new-free; do
-      check_case mismatch alloc-dealloc-mismatch release_wrongly "$size" "$pair"
+      check_case mismatch alloc-dealloc-mismatch release_wrongly "" "$size" "$pair"
     done
   done
   run_test "check mode: LARDER_MISMATCH=off lets a mismatched delete pass" \

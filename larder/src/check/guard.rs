@@ -13,13 +13,16 @@
 //! one in 1,024 (as GWP-ASan samples: one in 64 cost the C++ workload a quarter of its time in
 //! `mprotect` and its TLB shootdowns); `all`, `1/N`, `off`. A small program thus gets Electric Fence's full coverage,
 //! and a program that allocates millions of blocks pays for a few thousand. A block's
-//! start is aligned to the largest power of two not above its size (at most 16), enough for any
-//! object that fits, so that its end lies at most 15 bytes before the guard page (a read in that
-//! slack is not caught; a write is, on free); the bytes before it in its first page and the
-//! slack after it are a redzone, checked on free. Address space is never reused: each guarded block takes
-//! its pages and one guard page of a 64 GiB reservation; the metadata of every guarded block is
-//! a slot in a table sorted by address (the pool is handed out upward), which the signal handler
-//! reads without a lock.
+//! start is aligned to the largest power of two not above its size (at most 16), what C asks of
+//! `malloc` for any object that fits, so that its end lies at most 15 bytes before the guard page
+//! (a read in that slack is not caught; a write is, on free); `LARDER_GUARD_ALIGN=exact` aligns
+//! it only as an object of exactly its size needs, so that it ends at the guard page. With
+//! `LARDER_GUARD_SIDE=before` a block starts at its first page instead, right after the guard
+//! page before it, so that an underflow faults. The bytes before it in its first page and the
+//! slack after it are a redzone, checked on free. Address space is never reused: each guarded
+//! block takes its pages and one guard page of a 64 GiB reservation (so every block has a guard
+//! page on both sides); the metadata of every guarded block is a slot in a table sorted by
+//! address (the pool is handed out upward), which the signal handler reads without a lock.
 
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -29,7 +32,7 @@ use super::block::{self, first_mismatch, REDZONE_BYTE, UNINIT_BYTE, UNINIT_MAX};
 use super::depot;
 use super::report::{self, Error};
 use super::{check_kind, AllocKind};
-use crate::options::{self, Guard};
+use crate::options::{self, Guard, GuardAlign, GuardSide};
 use crate::sync::Lock;
 
 const PAGE: usize = 4096;
@@ -157,18 +160,35 @@ fn slot_near(addr: usize) -> Option<&'static Slot> {
     (addr < s.data + s.len + PAGE).then_some(s)
 }
 
-/// The alignment a block of `size` bytes gets: the largest power of two not above its size, at
-/// most 16, which any object that fits needs at most (a struct with a trailing array is
-/// allocated with a size its alignment does not divide), or `align` if more (C's malloc
-/// family asks for 1, `memalign` for what it was asked, Rust for the layout's). Between the
-/// block's end and the guard page lie at most 15 bytes of slack, a redzone checked on free.
-fn placement_align(size: usize, align: usize) -> usize {
-    let natural = if size == 0 {
-        16
-    } else {
-        (1usize << (usize::BITS - 1 - size.leading_zeros())).min(16)
+/// The alignment a block of `size` bytes that ends against its guard page gets, or `align` if
+/// more (C's malloc family asks for 1, `memalign` for what it was asked, Rust for the
+/// layout's). By default (`GuardAlign::C`) the largest power of two not above its size, at
+/// most 16: C asks `malloc` for an alignment fit for any object of the size *or less* (a
+/// struct with a trailing array is allocated with a size its alignment does not divide, and
+/// programs keep tag bits in such pointers), so up to 15 bytes of slack lie between the
+/// block's end and the guard page, a redzone checked on free where reads are missed. With
+/// `GuardAlign::Exact`, the largest power of two dividing the size, at most 16: the block
+/// ends at the guard page whenever `align` allows it.
+fn placement_align(size: usize, align: usize, how: GuardAlign) -> usize {
+    let natural = match (size, how) {
+        (0, _) => 16,
+        (_, GuardAlign::C) => (1usize << (usize::BITS - 1 - size.leading_zeros())).min(16),
+        (_, GuardAlign::Exact) => (1usize << size.trailing_zeros()).min(16),
     };
     align.max(natural)
+}
+
+/// Where the user bytes of a guarded block of `size` bytes start in its data pages
+/// `[data, data + len)`: against the guard page after them (the default), or at the start of
+/// the first page, right after the guard page before it (`LARDER_GUARD_SIDE=before`: an
+/// underflow faults, an overflow is found on free by the slack's redzone).
+fn placement(data: usize, len: usize, size: usize, align: usize, o: &options::Options) -> usize {
+    match o.guard_side {
+        GuardSide::Before => data,
+        GuardSide::After => {
+            (data + len - size) & !(placement_align(size, align, o.guard_align) - 1)
+        }
+    }
 }
 
 /// Whether this allocation gets a guard page, by the option and the budget (pool locked).
@@ -224,7 +244,7 @@ pub fn alloc(
     }
     pool.used += len + PAGE;
     pool.live += 1;
-    let user = (data + len - size) & !(placement_align(size, align) - 1);
+    let user = placement(data, len, size, align, options::get());
     // SAFETY: the data pages are read-write now and the block's alone; fresh pages read as
     // zero, so a zeroed block needs nothing more.
     unsafe {
@@ -366,7 +386,11 @@ pub fn live_count() -> usize {
     POOL.lock().live
 }
 
-/// Writes what guarding did, at exit (nothing when no block was guarded or guarding is off).
+/// Says what guarding did, at exit: a `larder-guard v1` record in the report file, which
+/// `larder run --check` prints in its summary, and with `LARDER_CHECK_VERBOSE=on` a line on
+/// stderr. Nothing when no block was guarded or guarding is off. Not on stderr by default:
+/// every checked process would print it, and in a program that starts hundreds of processes
+/// (a build, a test suite) the lines are noise mixed into the program's own output.
 pub fn write_summary() {
     let (guarded, unguarded) = (
         GUARDED.load(Ordering::Relaxed),
@@ -376,6 +400,34 @@ pub fn write_summary() {
     if guarded == 0 || o.guard == Guard::Off {
         return;
     }
+    let over_budget = OVER_BUDGET.load(Ordering::Relaxed) != 0;
+    let mut r = report::Record::new();
+    r.push(b"larder-guard v1 pid=");
+    // SAFETY: getpid has no preconditions.
+    r.num(unsafe { libc::getpid() } as u64, 10);
+    r.push(b" guarded=");
+    r.num(guarded, 10);
+    r.push(b" unguarded=");
+    r.num(unguarded, 10);
+    r.push(b" how=");
+    match o.guard {
+        Guard::Auto if over_budget => {
+            r.push(b"budget-then-1/");
+            r.num(AUTO_SAMPLE, 10);
+            r.push(b" budget=");
+            r.num(o.guard_budget, 10);
+        }
+        Guard::Auto | Guard::All => r.push(b"all"),
+        Guard::Sample(n) => {
+            r.push(b"1/");
+            r.num(u64::from(n), 10);
+        }
+        Guard::Off => {}
+    }
+    r.append_to_report_file();
+    if !o.check_verbose {
+        return;
+    }
     let mut w = crate::report::Writer::new(2);
     w.str("larder check: guard pages: ");
     w.u64(guarded);
@@ -383,7 +435,7 @@ pub fn write_summary() {
     w.u64(unguarded);
     w.str(" not (");
     match o.guard {
-        Guard::Auto if OVER_BUDGET.load(Ordering::Relaxed) != 0 => {
+        Guard::Auto if over_budget => {
             w.str("every block until guarded blocks had taken LARDER_GUARD_BUDGET=");
             w.u64(o.guard_budget);
             w.str(" bytes, then 1 in 1024");
@@ -554,6 +606,58 @@ fn chain(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
             // SAFETY: restores the default action; the faulting instruction runs again and the
             // kernel ends the process with the signal.
             unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn c_alignment_fits_any_object_of_the_size_or_less() {
+        let c = |size| placement_align(size, 1, GuardAlign::C);
+        assert_eq!(
+            [c(1), c(3), c(5), c(8), c(24), c(49), c(4096)],
+            [1, 2, 4, 8, 16, 16, 16]
+        );
+        assert_eq!(placement_align(24, 64, GuardAlign::C), 64);
+    }
+
+    #[test]
+    fn exact_alignment_fits_only_an_object_of_the_size() {
+        let exact = |size| placement_align(size, 1, GuardAlign::Exact);
+        assert_eq!(
+            [
+                exact(1),
+                exact(3),
+                exact(6),
+                exact(24),
+                exact(49),
+                exact(4096)
+            ],
+            [1, 1, 2, 8, 1, 16]
+        );
+        assert_eq!(placement_align(49, 8, GuardAlign::Exact), 8);
+    }
+
+    #[test]
+    fn a_block_ends_at_its_guard_page_or_starts_after_it() {
+        let mut o = options::Options::DEFAULT;
+        let (data, len) = (1 << 20, 2 * PAGE);
+        for size in [1, 5, 24, 49, 1000, 5000] {
+            o.guard_side = GuardSide::After;
+            o.guard_align = GuardAlign::Exact;
+            assert_eq!(
+                placement(data, len, size, 1, &o) + size,
+                data + len,
+                "{size}"
+            );
+            o.guard_align = GuardAlign::C;
+            let user = placement(data, len, size, 1, &o);
+            assert!(data + len - (user + size) < 16, "{size}");
+            o.guard_side = GuardSide::Before;
+            assert_eq!(placement(data, len, size, 1, &o), data);
         }
     }
 }
