@@ -185,12 +185,8 @@ pub static VARIABLES: &[Variable] = &[
         default: "abort",
         help: "after reporting a double free or an invalid free: abort (SIGABRT), or warn, leave the block alone and go on",
         parse: |o, v| {
-            o.on_error = match v {
-                b"abort" => OnError::Abort,
-                b"warn" => OnError::Warn,
-                _ => return Err("expected abort or warn"),
-            };
-            Ok(())
+            let choices = [(&b"abort"[..], OnError::Abort), (b"warn", OnError::Warn)];
+            store_choice(&mut o.on_error, v, &choices, "expected abort or warn")
         },
     },
     Variable {
@@ -220,12 +216,12 @@ pub static VARIABLES: &[Variable] = &[
         default: "exit",
         help: "check mode: after the first error report exit with status 23, or report every error and go on",
         parse: |o, v| {
-            o.check_errors = match v {
-                b"exit" | b"abort" => CheckErrors::Exit,
-                b"continue" => CheckErrors::Continue,
-                _ => return Err("expected exit or continue"),
-            };
-            Ok(())
+            let choices = [
+                (&b"exit"[..], CheckErrors::Exit),
+                (b"abort", CheckErrors::Exit),
+                (b"continue", CheckErrors::Continue),
+            ];
+            store_choice(&mut o.check_errors, v, &choices, "expected exit or continue")
         },
     },
     Variable {
@@ -269,12 +265,8 @@ pub static VARIABLES: &[Variable] = &[
         default: "after",
         help: "check mode: where a guarded block's guard page lies: after its end (overflows fault) or before its start (the block starts a page, so underflows fault)",
         parse: |o, v| {
-            o.guard_side = match v {
-                b"after" => GuardSide::After,
-                b"before" => GuardSide::Before,
-                _ => return Err("expected after or before"),
-            };
-            Ok(())
+            let choices = [(&b"after"[..], GuardSide::After), (b"before", GuardSide::Before)];
+            store_choice(&mut o.guard_side, v, &choices, "expected after or before")
         },
     },
     Variable {
@@ -283,12 +275,8 @@ pub static VARIABLES: &[Variable] = &[
         default: "c",
         help: "check mode: a block ending at its guard page is aligned as C asks of malloc (c: up to 15 bytes of slack, where reads are missed) or only as an object of exactly its size needs (exact: every overflow read faults, but programs that keep smaller objects or tag bits in a block may break)",
         parse: |o, v| {
-            o.guard_align = match v {
-                b"c" => GuardAlign::C,
-                b"exact" => GuardAlign::Exact,
-                _ => return Err("expected c or exact"),
-            };
-            Ok(())
+            let choices = [(&b"c"[..], GuardAlign::C), (b"exact", GuardAlign::Exact)];
+            store_choice(&mut o.guard_align, v, &choices, "expected c or exact")
         },
     },
     Variable {
@@ -296,10 +284,7 @@ pub static VARIABLES: &[Variable] = &[
         values: "on | off",
         default: "off",
         help: "check mode: each process says on stderr at exit how many blocks it guarded (larder run --check prints it in its summary either way)",
-        parse: |o, v| {
-            o.check_verbose = parse_flag(v).ok_or("expected on or off")?;
-            Ok(())
-        },
+        parse: |o, v| store_flag(&mut o.check_verbose, v),
     },
     Variable {
         name: "LARDER_LEAKS",
@@ -352,6 +337,21 @@ fn store_ms(slot: &mut u64, value: &[u8]) -> ParseResult {
 
 fn store_size(slot: &mut u64, value: &[u8]) -> ParseResult {
     *slot = parse_size(value).ok_or("expected a size such as 64M")?;
+    Ok(())
+}
+
+/// One of a fixed set of words, each naming a value.
+fn store_choice<T: Copy>(
+    slot: &mut T,
+    value: &[u8],
+    choices: &[(&[u8], T)],
+    expected: &'static str,
+) -> ParseResult {
+    let (_, chosen) = choices
+        .iter()
+        .find(|(word, _)| *word == value)
+        .ok_or(expected)?;
+    *slot = *chosen;
     Ok(())
 }
 

@@ -28,8 +28,8 @@ selected=${*:-$WORKLOADS}
 
 scratch=$(mktemp -d -t larder-check-programs.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
-passed=0
-failed=0
+# shellcheck source=../tally.sh
+source "$(dirname "$0")/../tally.sh"
 for name in $selected; do
   mkdir -p "$scratch/$name"
   report=$scratch/$name.report
@@ -51,11 +51,9 @@ for name in $selected; do
   what="$name under check mode: $processes processes, $errors error reports, definitely lost $lost ($((tenths / 10)).$((tenths % 10)) s)"
   if [ "$errors" -eq 0 ] && grep -qx 'exit 0' "$scratch/$name.out" &&
     ! grep -q 'larder check: ERROR' "$scratch/$name.out"; then
-    passed=$((passed + 1))
-    echo "ok - $what"
+    pass "$what"
   else
-    failed=$((failed + 1))
-    echo "not ok - $what"
+    fail "$what"
     grep -E '^exit ' "$scratch/$name.out" | grep -vx 'exit 0' | head -5
     grep -A 30 'larder check: ERROR' "$scratch/$name.out" | head -60
     grep '^larder-error v1' "$report" | head -5
@@ -65,5 +63,4 @@ for name in $selected; do
     fi
   fi
 done
-echo "programs under check mode: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+tally "programs under check mode"
