@@ -113,11 +113,17 @@ fn c_result(block: *mut u8) -> *mut c_void {
 /// None beyond the C contract: the result is owned by the caller.
 #[inline(always)]
 pub unsafe fn malloc(size: usize) -> *mut c_void {
+    malloc_as(size, AllocKind::Malloc)
+}
+
+/// `malloc` for the allocating function of family `kind`: the fast path, else the slow one.
+#[inline(always)]
+fn malloc_as(size: usize, kind: AllocKind) -> *mut c_void {
     let block = malloc_fast(size);
     if !block.is_null() {
         return block;
     }
-    malloc_slow(size, AllocKind::Malloc)
+    malloc_slow(size, kind)
 }
 
 /// `malloc`'s fast path alone: a small block from the thread's free list, or NULL when that
@@ -245,11 +251,7 @@ pub unsafe fn memalign_as(align: usize, size: usize, kind: AllocKind) -> *mut c_
     }
     if align <= fundamental_align(size) {
         // Malloc's own alignment already satisfies the request.
-        let block = malloc_fast(size);
-        if !block.is_null() {
-            return block;
-        }
-        return malloc_slow(size, kind);
+        return malloc_as(size, kind);
     }
     if align > MAX_ALIGN {
         set_errno(libc::EINVAL);
