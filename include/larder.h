@@ -66,8 +66,10 @@
  *                                   an object of its exact size needs (exact:
  *                                   every one-byte overflow read faults)
  *   LARDER_CHECK_VERBOSE=on|off     check mode: say on stderr at exit what guard
- *                                   pages covered (off; `larder run --check`
- *                                   prints it in its summary)
+ *                                   pages covered, and with LARDER_REPORT_FILE
+ *                                   set print the leak report there too (off;
+ *                                   `larder run --check` prints both in its
+ *                                   summary)
  *   LARDER_LEAKS=on|off             check mode: leak check at exit (on)
  *   LARDER_MISMATCH=on|off          check mode: report new/free, malloc/delete,
  *                                   new[]/delete mismatches (on)

@@ -186,14 +186,20 @@ impl Symbolizer {
     /// Fills in the function and location of every frame of `records`.
     pub fn symbolize(&mut self, records: &mut [ErrorRecord]) {
         for record in records {
-            for frame in record
-                .at
-                .iter_mut()
-                .chain(record.free.iter_mut())
-                .chain(record.alloc.iter_mut())
-            {
-                self.frame(frame);
-            }
+            self.frames(
+                record
+                    .at
+                    .iter_mut()
+                    .chain(record.free.iter_mut())
+                    .chain(record.alloc.iter_mut()),
+            );
+        }
+    }
+
+    /// Fills in the function and location of each frame given.
+    pub fn frames<'a>(&mut self, frames: impl IntoIterator<Item = &'a mut Frame>) {
+        for frame in frames {
+            self.frame(frame);
         }
     }
 
@@ -249,24 +255,30 @@ pub fn write_text(out: &mut String, records: &[ErrorRecord]) {
             ("freed at", &r.free),
             ("allocated at", &r.alloc),
         ] {
-            if frames.is_empty() {
-                continue;
-            }
-            let _ = writeln!(out, "    {title}:");
-            for (i, f) in frames.iter().enumerate() {
-                let module = f.module.rsplit('/').next().unwrap_or(&f.module);
-                let _ = writeln!(
-                    out,
-                    "      #{i} {} {}({module}+{:#x})",
-                    f.function.as_deref().unwrap_or("??"),
-                    f.location
-                        .as_deref()
-                        .map(|l| format!("{l} "))
-                        .unwrap_or_default(),
-                    f.offset
-                );
-            }
+            write_frames(out, title, frames);
         }
+    }
+}
+
+/// A titled stack for people, one named frame a line (nothing when it is empty).
+pub fn write_frames(out: &mut String, title: &str, frames: &[Frame]) {
+    use std::fmt::Write;
+    if frames.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "    {title}:");
+    for (i, f) in frames.iter().enumerate() {
+        let module = f.module.rsplit('/').next().unwrap_or(&f.module);
+        let _ = writeln!(
+            out,
+            "      #{i} {} {}({module}+{:#x})",
+            f.function.as_deref().unwrap_or("??"),
+            f.location
+                .as_deref()
+                .map(|l| format!("{l} "))
+                .unwrap_or_default(),
+            f.offset
+        );
     }
 }
 

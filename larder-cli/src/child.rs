@@ -92,10 +92,14 @@ pub fn run_with_summary(args: &RunArgs) -> Result<u8, Failure> {
     }
     let mut summary = Summary::new(&args.command, &outcome, &records);
     if args.check {
+        let mut symbols = Symbolizer::default();
         let mut errors = parse_errors(&report_text);
-        Symbolizer::default().symbolize(&mut errors);
+        symbols.symbolize(&mut errors);
         summary.errors = Some(errors);
         summary.guard = Some(parse_guards(&report_text));
+        let mut leaks = crate::leak_record::parse(&report_text);
+        leaks.symbolize(&mut symbols);
+        summary.leaks = Some(leaks);
     }
     if args.profile {
         let mut profiles = crate::profile::parse_profiles(&report_text);

@@ -13,6 +13,7 @@ mod check_record;
 mod child;
 mod cli;
 mod heap_record;
+mod leak_record;
 mod locate;
 mod plot;
 mod profile;

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::check_record::{ErrorRecord, GuardRecord};
 use crate::child::ChildOutcome;
 use crate::heap_record::HeapRecord;
+use crate::leak_record::Leaks;
 use crate::profile::ProcessProfile;
 
 /// Everything the summary says, in the form `--json` writes it.
@@ -43,6 +44,9 @@ pub struct Summary {
     /// With `--check`: what guard pages covered, per process that guarded blocks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guard: Option<Vec<GuardRecord>>,
+    /// With `--check`: blocks lost at exit, per process and per allocation stack.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leaks: Option<Leaks>,
     /// With `--profile`: the sampled heap profile of each process, by pid.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<BTreeMap<u32, ProcessProfile>>,
@@ -91,6 +95,7 @@ impl Summary {
             other_processes: others,
             errors: None,
             guard: None,
+            leaks: None,
             profile: None,
             profile_top: 10,
         }
@@ -160,6 +165,9 @@ impl Summary {
         if let Some(errors) = &self.errors {
             crate::check_record::write_text(&mut out, errors);
         }
+        if let Some(leaks) = &self.leaks {
+            leaks.write_text(&mut out, self.pid, LEAK_GROUPS_SHOWN);
+        }
         if let Some(profiles) = &self.profile {
             crate::profile::write_text(&mut out, profiles, self.pid, self.profile_top);
         }
@@ -177,6 +185,9 @@ impl Summary {
         out
     }
 }
+
+/// Groups of lost blocks the text lists (the JSON has them all).
+const LEAK_GROUPS_SHOWN: usize = 10;
 
 /// 1234567 as "1,234,567".
 fn grouped(value: u64) -> String {

@@ -36,6 +36,38 @@ fn check_run(extra: &[&str], program: &Path, args: &[&str]) -> (Value, i32) {
     )
 }
 
+/// `larder run --check --json --report FILE -- PROGRAM ARGS`: the JSON summary from the file,
+/// the exit status, and stderr (the program's own and larder's, without the summary).
+fn summary_apart_from_stderr(program: &Path, args: &[&str]) -> (Value, Option<i32>, String) {
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let output = Command::new(common::larder_with_check_library())
+        .args(["run", "--check", "--json", "--report"])
+        .arg(report.path())
+        .arg("--")
+        .arg(program)
+        .args(args)
+        .output()
+        .expect("larder runs");
+    let summary = serde_json::from_str(&std::fs::read_to_string(report.path()).unwrap())
+        .expect("a JSON summary");
+    (
+        summary,
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The record of `records` (an array of per-process records) that is the program's own.
+fn of_the_program(records: &Value, summary: &Value) -> Value {
+    records
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["pid"] == summary["pid"])
+        .cloned()
+        .unwrap_or_else(|| panic!("no record of the program's own process: {summary}"))
+}
+
 fn functions(frames: &Value) -> Vec<String> {
     frames
         .as_array()
@@ -87,26 +119,10 @@ fn a_clean_program_keeps_its_status_and_gets_no_report() {
 #[test]
 fn what_guard_pages_covered_is_in_the_summary_not_in_the_programs_stderr() {
     let program = corpus_program("clean_fork");
-    let report = tempfile::NamedTempFile::new().unwrap();
-    let output = Command::new(common::larder_with_check_library())
-        .args(["run", "--check", "--json", "--report"])
-        .arg(report.path())
-        .arg("--")
-        .arg(&program)
-        .output()
-        .expect("larder runs");
-    assert_eq!(output.status.code(), Some(0));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (summary, status, stderr) = summary_apart_from_stderr(&program, &[]);
+    assert_eq!(status, Some(0));
     assert!(!stderr.contains("guard pages"), "{stderr}");
-    let summary: Value = serde_json::from_str(&std::fs::read_to_string(report.path()).unwrap())
-        .expect("a JSON summary");
-    let own = summary["guard"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["pid"] == summary["pid"])
-        .cloned()
-        .unwrap_or_else(|| panic!("no guard record of the program: {summary}"));
+    let own = of_the_program(&summary["guard"], &summary);
     assert!(own["guarded"].as_u64().unwrap() > 0, "{own}");
     assert!(own["how"].as_str().is_some_and(|h| !h.is_empty()), "{own}");
     // LARDER_CHECK_VERBOSE=on puts the line back on stderr, for runs without larder run.
@@ -120,4 +136,45 @@ fn what_guard_pages_covered_is_in_the_summary_not_in_the_programs_stderr() {
         .expect("the program runs");
     let stderr = String::from_utf8_lossy(&verbose.stderr);
     assert!(stderr.contains("larder check: guard pages: "), "{stderr}");
+}
+
+#[test]
+fn leaks_are_in_the_summary_symbolised_and_not_on_the_programs_stderr() {
+    let (summary, status, stderr) = summary_apart_from_stderr(&corpus_program("leak"), &["100"]);
+    assert_eq!(status, Some(0), "leaks keep the program's status");
+    assert!(!stderr.contains("LEAK"), "{stderr}");
+    let leaks = &summary["leaks"];
+    let own = of_the_program(&leaks["totals"], &summary);
+    // tests/c/check/leak.c: a head of 64 + 100 bytes lost, two such nodes behind it, and one
+    // block of 100 bytes a global still points to.
+    assert_eq!(
+        (
+            &own["definite_bytes"],
+            &own["definite_blocks"],
+            &own["indirect_blocks"],
+            &own["reachable_bytes"]
+        ),
+        (
+            &Value::from(164),
+            &Value::from(1),
+            &Value::from(2),
+            &Value::from(100)
+        ),
+        "{own}"
+    );
+    let groups = leaks["groups"].as_array().unwrap();
+    assert_eq!(
+        groups[0]["kind"], "definite",
+        "definitely lost first: {leaks}"
+    );
+    assert!(
+        functions(&groups[0]["alloc"]).contains(&"leak_list".to_owned()),
+        "{leaks}"
+    );
+    let located = groups[0]["alloc"].as_array().unwrap().iter().any(|f| {
+        f["location"]
+            .as_str()
+            .is_some_and(|l| l.contains("leak.c:"))
+    });
+    assert!(located, "no file:line for the allocation: {leaks}");
 }

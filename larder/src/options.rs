@@ -122,7 +122,8 @@ pub struct Options {
     pub guard_side: GuardSide,
     /// `LARDER_GUARD_ALIGN`.
     pub guard_align: GuardAlign,
-    /// `LARDER_CHECK_VERBOSE`: say at exit what check mode did (guard pages) on stderr.
+    /// `LARDER_CHECK_VERBOSE`: say at exit on stderr what check mode did (guard pages) and
+    /// found (leaks), even when a report file takes the records.
     pub check_verbose: bool,
     /// `LARDER_LEAKS`.
     pub leaks: bool,
@@ -283,7 +284,7 @@ pub static VARIABLES: &[Variable] = &[
         name: "LARDER_CHECK_VERBOSE",
         values: "on | off",
         default: "off",
-        help: "check mode: each process says on stderr at exit how many blocks it guarded (larder run --check prints it in its summary either way)",
+        help: "check mode: with LARDER_REPORT_FILE set, print the leak report and what guard pages covered on stderr too (without a report file the leak report is always there; larder run --check prints both in its summary either way)",
         parse: |o, v| store_flag(&mut o.check_verbose, v),
     },
     Variable {

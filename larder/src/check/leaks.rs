@@ -3,13 +3,15 @@
 //! data and bss of every module, TLS) through the live blocks; a pointer anywhere inside a block
 //! keeps it. Blocks left unmarked are lost: "definitely" when no other lost block points to
 //! them, "indirectly" when one does (in a cycle of lost blocks, the first found leads, as
-//! Valgrind's cliques do). Reports are grouped by allocation stack, largest first.
+//! Valgrind's cliques do). Reports are grouped by allocation stack, definitely lost first,
+//! largest first.
 //!
 //! Live blocks are kept in a list threaded through their headers; the scan's own tables are
 //! mmap'd (the heap is not used, and the tables are left out of the roots).
 
 use super::block::Header;
 use super::report::Record;
+use crate::options;
 use crate::report::Writer;
 use crate::sync::Lock;
 
@@ -398,13 +400,21 @@ pub fn check(caller: Caller) {
     drop(shards);
 }
 
-/// Groups lost blocks by kind and allocation stack and reports the groups, largest first.
+/// Groups lost blocks by kind and allocation stack and reports the groups (definitely lost
+/// first, largest first): a `larder-leak v1` record per group and one `larder-leak-summary v1`
+/// with the totals in the report file, and the same in words on stderr. With a report file
+/// set, stderr gets them only with `LARDER_CHECK_VERBOSE=on`: whoever set the file reads it
+/// (`larder run --check` puts them in its summary), and a program whose children must keep
+/// stderr clean (tests that fork and compare a child's stderr) stays correct under check mode.
 fn report(blocks: &mut [Entry]) {
     let mut totals = [(0u64, 0u64); 4];
     for b in blocks.iter() {
         totals[b.state as usize].0 += (b.end - b.start) as u64;
         totals[b.state as usize].1 += 1;
     }
+    let o = options::get();
+    let on_stderr = o.report_file.as_c_str().is_none() || o.check_verbose;
+    write_summary_record(&totals);
     if totals[DEFINITE as usize].1 + totals[INDIRECT as usize].1 == 0 {
         return;
     }
@@ -438,24 +448,26 @@ fn report(blocks: &mut [Entry]) {
         i = j;
     }
     let groups = &mut groups[..count];
-    groups.sort_unstable_by_key(|g| core::cmp::Reverse(g.bytes));
+    // Definitely lost first (the blocks to fix), then indirectly; each largest first.
+    groups.sort_unstable_by_key(|g| (!g.definite, core::cmp::Reverse(g.bytes)));
     let mut w = Writer::new(2);
     for g in groups.iter() {
-        let kind: &str = if g.definite {
-            "definitely"
-        } else {
-            "indirectly"
-        };
         let bt = &super::depot::get(g.stack);
-        w.str("larder check: LEAK: ");
-        w.u64(g.bytes);
-        w.str(" bytes in ");
-        w.u64(g.blocks);
-        w.str(" blocks are ");
-        w.str(kind);
-        w.str(" lost, allocated at:\n");
-        super::backtrace::write_frames(&mut w, bt);
-        w.flush();
+        if on_stderr {
+            w.str("larder check: LEAK: ");
+            w.u64(g.bytes);
+            w.str(" bytes in ");
+            w.u64(g.blocks);
+            w.str(" blocks are ");
+            w.str(if g.definite {
+                "definitely"
+            } else {
+                "indirectly"
+            });
+            w.str(" lost, allocated at:\n");
+            super::backtrace::write_frames(&mut w, bt);
+            w.flush();
+        }
         let mut r = Record::new();
         r.push(b"larder-leak v1 pid=");
         // SAFETY: getpid has no preconditions.
@@ -470,6 +482,9 @@ fn report(blocks: &mut [Entry]) {
         r.num(g.blocks, 10);
         r.frames(b"alloc", Some(bt));
         r.append_to_report_file();
+    }
+    if !on_stderr {
+        return;
     }
     w.str("larder check: leak summary:");
     for (label, state) in [
@@ -486,4 +501,26 @@ fn report(blocks: &mut [Entry]) {
     }
     w.str("\n");
     w.flush();
+}
+
+/// The totals of the leak search, `larder-leak-summary v1 pid=P definite=BYTES/BLOCKS
+/// indirect=BYTES/BLOCKS reachable=BYTES/BLOCKS`, written even when nothing is lost (a clean
+/// process says so).
+fn write_summary_record(totals: &[(u64, u64); 4]) {
+    let mut r = Record::new();
+    r.push(b"larder-leak-summary v1 pid=");
+    // SAFETY: getpid has no preconditions.
+    r.num(unsafe { libc::getpid() } as u64, 10);
+    for (label, state) in [
+        (b" definite=".as_slice(), DEFINITE),
+        (b" indirect=", INDIRECT),
+        (b" reachable=", REACHABLE),
+    ] {
+        let (bytes, count) = totals[state as usize];
+        r.push(label);
+        r.num(bytes, 10);
+        r.push(b"/");
+        r.num(count, 10);
+    }
+    r.append_to_report_file();
 }
