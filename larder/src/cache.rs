@@ -6,7 +6,9 @@
 //!
 //! A span larger than a request is split: the part the request needs is reused, the rest given
 //! back or kept as a span of its own, so freed big blocks do not sit in the cache unused while
-//! smaller requests fault in fresh memory. (A bound on the cache's dirty bytes relative to the
+//! smaller requests fault in fresh memory. A request larger than every cached span takes their
+//! resident pages instead (`take_donor`, moved by `segment::obtain_span`), so smaller freed
+//! blocks do not sit in the cache unused while a bigger one faults in fresh memory either. (A bound on the cache's dirty bytes relative to the
 //! live bytes was tried, purging the oldest spans beyond it at once: on the large-block benchmark
 //! it cost 2 to 4 times the time for no lower peak RSS, so the purge delay alone bounds them.)
 //!
@@ -142,6 +144,21 @@ pub fn take(min: usize, need: usize, exact: bool) -> Option<Span> {
         dirty: e.dirty.min(min),
         ..e
     })
+}
+
+/// Takes the cached span with the most dirty bytes, at most `max_dirty` of them, for a request
+/// that no cached span was large enough for: the caller moves its resident pages into the new
+/// block's reservation (`segment::obtain_span`). `None` when no such span is dirty.
+pub fn take_donor(max_dirty: usize) -> Option<Span> {
+    let e = {
+        let mut cache = CACHE.lock();
+        let best = (0..cache.len)
+            .filter(|&i| (1..=max_dirty).contains(&cache.entries[i].span.dirty))
+            .max_by_key(|&i| cache.entries[i].span.dirty)?;
+        cache.remove(best)
+    };
+    purge::remove_dirty(e.dirty);
+    Some(e)
 }
 
 /// Gives back the part of a taken span past its first `keep` bytes: up to the next segment

@@ -612,11 +612,16 @@ fn obtain_span(
             let base = map_addressable(size, align)?;
             segment_map::set(base, segment_map::SEGMENT_START);
             stats::add_reserved(size as isize);
-            Span {
+            let fresh = Span {
                 base,
                 size,
                 dirty: 0,
                 huge_pages: false,
+            };
+            if align == SEGMENT_SIZE && !exact {
+                adopt_donors(fresh, need)
+            } else {
+                fresh
             }
         }
     };
@@ -627,6 +632,59 @@ fn obtain_span(
         span.huge_pages = huge_pages;
     }
     Some(span)
+}
+
+/// A fresh span that no cached span was large enough for takes over the resident pages of
+/// cached spans, the fullest first, until they cover the `need` bytes its block will touch: the
+/// kernel moves each one's dirty pages next to the last one's (mremap), what is left of the
+/// donor is unmapped, and the block faults in only what the donors did not cover. Without it, a
+/// program whose big blocks vary in size kept every freed block that was too small for the next
+/// request resident for the purge delay, while faulting in fresh pages for that request: on
+/// larder-bench's large workload (blocks of 64 KiB-32 MiB, five live per thread) peak RSS was
+/// 1.7-1.9x the peak live bytes (mimalloc and tcmalloc 1.3x). A move that fails leaves the donor
+/// where it was, back in the cache, and ends the adoption.
+fn adopt_donors(fresh: Span, need: usize) -> Span {
+    let page = os::page_size();
+    let mut filled = 0;
+    let mut any_huge = false;
+    while filled < need {
+        let Some(donor) = cache::take_donor(need - filled) else {
+            break;
+        };
+        let moved = donor.dirty.next_multiple_of(page).min(donor.size);
+        // The donor's entry goes first, as in `release_span`: once its pages move, another
+        // thread may map its old addresses and mark them.
+        segment_map::set(donor.base, segment_map::RELEASED);
+        if !os::move_mapping(
+            donor.base as *mut u8,
+            moved,
+            moved,
+            (fresh.base + filled) as *mut u8,
+        ) {
+            // On failure the kernel leaves the old range as it was.
+            segment_map::set(donor.base, segment_map::SEGMENT_START);
+            cache::put(donor);
+            break;
+        }
+        if moved < donor.size {
+            os::unmap((donor.base + moved) as *mut u8, donor.size - moved);
+        }
+        stats::add_reserved(-(donor.size as isize));
+        // The moved pages stay committed; any bytes between `donor.dirty` and `moved` read as
+        // zero but now lie inside the dirty prefix.
+        stats::add_committed((moved - donor.dirty) as isize);
+        filled += moved;
+        any_huge |= donor.huge_pages;
+    }
+    if any_huge {
+        // Advice moved with the pages: the span is advised as a whole again, so that it is one
+        // thing for `obtain_span` to set as its block wants.
+        os::advise_huge_pages(fresh.base as *mut u8, fresh.size, false);
+    }
+    Span {
+        dirty: filled,
+        ..fresh
+    }
 }
 
 /// Fresh address space of `size` bytes aligned to `align`, below the segment map's reach (a
