@@ -641,13 +641,17 @@ fn obtain_span(
 /// program whose big blocks vary in size kept every freed block that was too small for the next
 /// request resident for the purge delay, while faulting in fresh pages for that request: on
 /// larder-bench's large workload (blocks of 64 KiB-32 MiB, five live per thread) peak RSS was
-/// 1.7-1.9x the peak live bytes (mimalloc and tcmalloc 1.3x). A move that fails leaves the donor
-/// where it was, back in the cache, and ends the adoption.
+/// 1.7-1.9x the peak live bytes (mimalloc and tcmalloc 1.3x). A move that fails (a kernel that
+/// will not move a range made of several mappings, as a block built from donors is) leaves the
+/// donor where it was; it goes back to the cache, and after a few failures the adoption ends.
 fn adopt_donors(fresh: Span, need: usize) -> Span {
+    const FAILURES_MAX: usize = 4;
     let page = os::page_size();
     let mut filled = 0;
     let mut any_huge = false;
-    while filled < need {
+    let mut refused = [None; FAILURES_MAX];
+    let mut failures = 0;
+    while filled < need && failures < FAILURES_MAX {
         let Some(donor) = cache::take_donor(need - filled) else {
             break;
         };
@@ -661,10 +665,12 @@ fn adopt_donors(fresh: Span, need: usize) -> Span {
             moved,
             (fresh.base + filled) as *mut u8,
         ) {
-            // On failure the kernel leaves the old range as it was.
+            // On failure the kernel leaves the old range as it was. (Back to the cache only
+            // after the loop, or it would be taken again.)
             segment_map::set(donor.base, segment_map::SEGMENT_START);
-            cache::put(donor);
-            break;
+            refused[failures] = Some(donor);
+            failures += 1;
+            continue;
         }
         if moved < donor.size {
             os::unmap((donor.base + moved) as *mut u8, donor.size - moved);
@@ -675,6 +681,9 @@ fn adopt_donors(fresh: Span, need: usize) -> Span {
         stats::add_committed((moved - donor.dirty) as isize);
         filled += moved;
         any_huge |= donor.huge_pages;
+    }
+    for donor in refused.into_iter().flatten() {
+        cache::put(donor);
     }
     if any_huge {
         // Advice moved with the pages: the span is advised as a whole again, so that it is one
