@@ -46,7 +46,15 @@ fn a_bigger_block_reuses_the_pages_of_freed_smaller_ones() {
         for offset in (0..24 * MIB).step_by(4096) {
             assert_eq!(big.add(offset).read_volatile(), 4, "at {offset}");
         }
-        dealloc(big, Layout::from_size_align(24 * MIB, 16).unwrap());
+        // A block made of moved pages grows like any other (by mremap, or by a copy where the
+        // kernel will not move a range of several mappings), its bytes intact.
+        let layout = Layout::from_size_align(24 * MIB, 16).unwrap();
+        let grown_block = std::alloc::realloc(big, layout, 60 * MIB);
+        assert!(!grown_block.is_null());
+        for offset in (0..24 * MIB).step_by(4096) {
+            assert_eq!(grown_block.add(offset).read_volatile(), 4, "at {offset}");
+        }
+        dealloc(grown_block, Layout::from_size_align(60 * MIB, 16).unwrap());
         // 22 MiB of freed pages could be adopted: at most the rest should be new. (Without the
         // adoption, 24 MiB.) Some slack for the purger having run in between.
         assert!(
