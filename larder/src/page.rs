@@ -75,10 +75,11 @@ pub struct Page {
     pub block_inverse: u64,
     /// Trailing zero bits of `block_size`.
     pub block_shift: u32,
-    /// Blocks carved so far.
-    pub capacity: u32,
     /// Blocks that fit in the page.
     pub reserved: u32,
+    /// Blocks carved so far: a full word, so that `is_block_start` compares with it in memory
+    /// (a `u32` would take a load of its own on C's `free`).
+    pub capacity: usize,
     /// First byte of the first block.
     pub start: *mut u8,
     /// Blocks freed by other threads, tagged with the delayed-free state (see `remote.rs`).
@@ -111,8 +112,8 @@ impl Page {
             block_size: 0,
             block_inverse: 0,
             block_shift: 0,
-            capacity: 0,
             reserved: 0,
+            capacity: 0,
             start: ptr::null_mut(),
             thread_free: AtomicUsize::new(0),
             heap: AtomicPtr::new(ptr::null_mut()),
@@ -170,7 +171,7 @@ impl Page {
     /// The page must be in use and owned by the calling thread.
     pub unsafe fn extend(&mut self) {
         debug_assert!(self.free.is_null());
-        let remaining = (self.reserved - self.capacity) as usize;
+        let remaining = self.reserved as usize - self.capacity;
         if remaining == 0 {
             return;
         }
@@ -185,7 +186,7 @@ impl Page {
         // blocks carry the freed mark like every block on a free list, so that a free of one
         // that was never handed out is refused too.
         unsafe {
-            let first = self.start.add(self.capacity as usize * size);
+            let first = self.start.add(self.capacity * size);
             let mut block = first;
             for _ in 1..count {
                 let next = block.add(size);
@@ -197,7 +198,7 @@ impl Page {
             freed::mark(block);
             self.free = first.cast();
         }
-        self.capacity += count as u32;
+        self.capacity += count;
         self.free_is_zero = self.fresh_tail;
     }
 
@@ -357,9 +358,9 @@ mod tests {
             let mut page = Page::unused();
             page.set_block_size(size);
             page.start = 0x1000_0000 as *mut u8;
-            page.capacity = (page_bytes / size) as u32;
+            page.capacity = page_bytes / size;
             for offset in 0..page_bytes {
-                let expected = offset % size == 0 && offset / size < page.capacity as usize;
+                let expected = offset % size == 0 && offset / size < page.capacity;
                 let ptr = page.start.wrapping_add(offset);
                 assert_eq!(
                     page.is_block_start(ptr),

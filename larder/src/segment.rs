@@ -164,6 +164,22 @@ impl Segment {
         }
     }
 
+    /// The page holding `ptr`, found from `ptr`'s offset inside its chunk, so that a pointer
+    /// that reached `seg` through an alias (see `segment_map::entry_wrapping`) still selects
+    /// one of `seg`'s pages.
+    ///
+    /// # Safety
+    /// `seg` must be an active small or medium segment (one chunk) and `ptr` must lie in it or
+    /// alias into it.
+    #[inline(always)]
+    pub unsafe fn page_of_in_chunk(seg: *mut Segment, ptr: *const u8) -> *mut Page {
+        // SAFETY: the offset is below SEGMENT_SIZE, so the index is below the page count.
+        unsafe {
+            let index = (ptr as usize & (SEGMENT_SIZE - 1)) >> (*seg).page_shift;
+            Segment::page(seg, index)
+        }
+    }
+
     fn header_bytes(page_count: usize) -> usize {
         size_of::<Segment>() + page_count * size_of::<Page>()
     }

@@ -60,15 +60,24 @@ pub fn entry(addr: usize) -> u8 {
     }
 }
 
-/// The map entry of `addr`, with null and addresses past the map reading as 0 (not larder's)
-/// after one compare for both: the fast path of C's `free`.
+/// The entry of the chunk holding `addr`, read with no compare: the fast path of C's `free`.
+/// Null reads as 0 (not larder's): the first chunk never starts a segment, since segments are
+/// chunk-aligned mappings and nothing is mapped at address 0. An address at or above
+/// `ADDRESS_LIMIT` reads the entry of the chunk it aliases below the limit; a caller that finds
+/// `SEGMENT_START` there takes the segment's base from `chunk_base_wrapping` (the same alias)
+/// and the page from the offset inside the chunk, so that it reads only larder's own headers,
+/// and lets the block test refuse the pointer (no block of the page starts at it).
 #[inline(always)]
-pub fn entry_unless_null(addr: usize) -> u8 {
-    if addr.wrapping_sub(1) >> ADDRESS_LIMIT.trailing_zeros() != 0 {
-        return 0;
-    }
-    // SAFETY: 0 < addr < ADDRESS_LIMIT, so the index is below ENTRIES.
-    unsafe { MAP.get_unchecked(addr >> SEGMENT_SHIFT) }.load(Ordering::Relaxed)
+pub fn entry_wrapping(addr: usize) -> u8 {
+    // SAFETY: the mask keeps the index below ENTRIES.
+    unsafe { MAP.get_unchecked((addr >> SEGMENT_SHIFT) & (ENTRIES - 1)) }.load(Ordering::Relaxed)
+}
+
+/// The base of the chunk whose entry `entry_wrapping(addr)` reads: `addr`'s own chunk below
+/// `ADDRESS_LIMIT`, its alias above.
+#[inline(always)]
+pub fn chunk_base_wrapping(addr: usize) -> usize {
+    addr & (ADDRESS_LIMIT - 1) & !(SEGMENT_SIZE - 1)
 }
 
 /// The base of the segment owning `addr`, or `None` when larder does not own it.
@@ -93,5 +102,10 @@ mod tests {
         assert_eq!(segment_of(&on_stack as *const u64 as usize), None);
         assert_eq!(segment_of(0), None);
         assert_eq!(segment_of(usize::MAX), None);
+        assert_eq!(entry_wrapping(0), 0);
+        assert_eq!(
+            chunk_base_wrapping(ADDRESS_LIMIT + SEGMENT_SIZE + 5),
+            SEGMENT_SIZE
+        );
     }
 }
