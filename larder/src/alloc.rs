@@ -255,8 +255,8 @@ unsafe fn free_in_segment<const CHECKED: bool>(seg: *mut Segment, block: *mut u8
     unsafe {
         if (*seg).owner.load(core::sync::atomic::Ordering::Relaxed) == heap {
             let page = Segment::page_of_in_chunk(seg, block);
-            if CHECKED && !(*page).is_block_start(block) {
-                refuse_misfit(block, seg);
+            if CHECKED && !(*page).is_block_start_unless_full(block) {
+                free_misfit_or_full(block, seg);
                 return;
             }
             if !freed::mark_unless_marked(block, (*heap).freed_key) {
@@ -268,11 +268,14 @@ unsafe fn free_in_segment<const CHECKED: bool>(seg: *mut Segment, block: *mut u8
             (*page).local_free = b;
             (*page).used -= 1;
             (*page).local_frees += 1;
-            if (*page).used == 0 || (*page).is_full {
+            // With CHECKED, a full page's frees took the slow path above.
+            let full = !CHECKED && (*page).is_full;
+            if (*page).used == 0 || full {
                 // An empty page alone in its bin stays (a program that allocates and frees one
                 // block in a loop must not churn pages): decided here, without a call.
-                let alone = (*page).prev.is_null() && (*page).next.is_null();
-                if (*page).is_full || !alone {
+                // (One test of both links: an `or`, not two branches.)
+                let alone = ((*page).prev as usize | (*page).next as usize) == 0;
+                if full || !alone {
                     heap::local_free_slow(block, seg, heap);
                 }
             }
@@ -357,21 +360,30 @@ unsafe extern "C" fn free_generic(block: *mut u8, requested: u64) {
     purge::maybe_start();
 }
 
-/// Reports a free of a pointer into an active segment that starts no block, or of one past
-/// the map's reach that aliases into it (see `segment_map::entry_wrapping`).
+/// The owner's free of a pointer that failed the fast bound: a block of a page on the full list
+/// is freed (by the unchecked owner's path, which takes the page off the list); a pointer that
+/// starts no block, or one past the map's reach that aliases into `seg` (see
+/// `segment_map::entry_wrapping`), is reported.
 ///
 /// # Safety
-/// `seg` must be an active segment of larder's holding `block`, or the one `block` aliases.
+/// `seg` must be an active small or medium segment of the calling thread's heap holding
+/// `block`, or the one `block` aliases.
 #[cold]
 #[inline(never)]
-unsafe extern "C" fn refuse_misfit(block: *mut u8, seg: *mut Segment) {
+unsafe extern "C" fn free_misfit_or_full(block: *mut u8, seg: *mut Segment) {
     if segment_map::segment_of(block as usize) != Some(seg as usize) {
         refuse_unowned("free", block);
         return;
     }
-    // SAFETY: forwarded from the caller: `block` lies in `seg`.
-    let kind = unsafe { misfit_kind(seg, block) };
-    report::bad_free(kind, "free", block as usize, None);
+    // SAFETY: forwarded from the caller: `block` lies in `seg`, whose pages are this thread's.
+    unsafe {
+        let page = Segment::page_of(seg, block);
+        if (*page).is_full && (*page).is_block_start(block) {
+            free_in_segment::<false>(seg, block, u64::MAX);
+            return;
+        }
+        report::bad_free(misfit_kind(seg, block), "free", block as usize, None);
+    }
 }
 
 /// What a pointer into an active segment that is not a live block's start is: one into the

@@ -589,7 +589,7 @@ unsafe fn move_to_full(heap: &mut Heap, page: *mut Page) {
     // SAFETY: the page is ours and on its bin queue.
     unsafe {
         remove_from_bin(heap, page);
-        (*page).is_full = true;
+        (*page).set_full(true);
         queue_push_back(&mut heap.full, page);
         remote::set_delayed_state(&*page, remote::USE_DELAYED, false);
         // A remote free that raced with the state change left its block on the page's list.
@@ -604,7 +604,7 @@ unsafe fn unfull(heap: &mut Heap, page: *mut Page) {
     // SAFETY: the page is ours and on the full list.
     unsafe {
         queue_remove(&mut heap.full, page);
-        (*page).is_full = false;
+        (*page).set_full(false);
         remote::set_delayed_state(&*page, remote::NORMAL, false);
         let bin = (*page).bin as usize;
         queue_push_back(&mut heap.queues[bin], page);
@@ -789,7 +789,7 @@ unsafe fn adopt(heap: &mut Heap, seg: *mut Segment) {
             }
             (*page).heap.store(heap, Ordering::Release);
             remote::set_delayed_state(&*page, remote::NORMAL, true);
-            (*page).is_full = false;
+            (*page).set_full(false);
             (*page).next = ptr::null_mut();
             (*page).prev = ptr::null_mut();
             (*page).collect();
@@ -808,7 +808,7 @@ unsafe fn adopt(heap: &mut Heap, seg: *mut Segment) {
                 continue;
             }
             if (*page).free.is_null() {
-                (*page).is_full = true;
+                (*page).set_full(true);
                 queue_push_back(&mut heap.full, page);
                 remote::set_delayed_state(&*page, remote::USE_DELAYED, false);
             } else {
@@ -945,7 +945,7 @@ unsafe fn abandon(heap: &mut Heap) {
                     let page = Segment::page(seg, i);
                     if (*page).in_use() {
                         (*page).heap.store(ptr::null_mut(), Ordering::Release);
-                        (*page).is_full = false;
+                        (*page).set_full(false);
                     }
                 }
                 (*seg).next = ptr::null_mut();

@@ -51,6 +51,7 @@ pub struct Page {
     /// Blocks in use, including remote frees not yet collected.
     pub used: u32,
     /// The page is in its heap's full list (no free blocks when last looked at).
+    /// Written through `set_full`, which keeps `free_limit` in step.
     pub is_full: bool,
     /// Every block on `free` is fresh: zero but for its link word.
     pub free_is_zero: bool,
@@ -80,6 +81,11 @@ pub struct Page {
     /// Blocks carved so far: a full word, so that `is_block_start` compares with it in memory
     /// (a `u32` would take a load of its own on C's `free`).
     pub capacity: usize,
+    /// `capacity` while the page is off its heap's full list, 0 while it is on it or not in
+    /// use: the bound of the owner's fast free on C's `free` (`is_block_start_unless_full`), so
+    /// that one compare both refuses pointers that start no block and sends the frees of a full
+    /// page to the slow path, which takes it off the list.
+    pub free_limit: usize,
     /// First byte of the first block.
     pub start: *mut u8,
     /// Blocks freed by other threads, tagged with the delayed-free state (see `remote.rs`).
@@ -114,6 +120,7 @@ impl Page {
             block_shift: 0,
             reserved: 0,
             capacity: 0,
+            free_limit: 0,
             start: ptr::null_mut(),
             thread_free: AtomicUsize::new(0),
             heap: AtomicPtr::new(ptr::null_mut()),
@@ -122,6 +129,14 @@ impl Page {
             purge: AtomicU8::new(purge_state::PURGED),
             freed_at: AtomicU64::new(0),
         }
+    }
+
+    /// Puts the page on its heap's full list or takes it off, as far as the page's own fields
+    /// go (`free_limit` follows).
+    #[inline]
+    pub fn set_full(&mut self, full: bool) {
+        self.is_full = full;
+        self.free_limit = if full { 0 } else { self.capacity };
     }
 
     /// Whether the page holds blocks for a heap.
@@ -149,7 +164,7 @@ impl Page {
         self.used = 0;
         self.local_frees = 0;
         self.used_base = 0;
-        self.is_full = false;
+        self.set_full(false);
         self.bin = bin;
         self.set_block_size(block_size);
         self.capacity = 0;
@@ -199,6 +214,7 @@ impl Page {
             self.free = first.cast();
         }
         self.capacity += count;
+        self.set_full(self.is_full);
         self.free_is_zero = self.fresh_tail;
     }
 
@@ -296,11 +312,24 @@ impl Page {
     /// before `start` wrap to huge offsets and fail the same way.
     #[inline(always)]
     pub fn is_block_start(&self, ptr: *const u8) -> bool {
+        self.block_index(ptr) < self.capacity as u64
+    }
+
+    /// `is_block_start`, and false for every pointer into a page on the full list or not in
+    /// use (see `free_limit`).
+    #[inline(always)]
+    pub fn is_block_start_unless_full(&self, ptr: *const u8) -> bool {
+        self.block_index(ptr) < self.free_limit as u64
+    }
+
+    /// The index of the block `ptr` starts, or a number past every block index when it starts
+    /// none (see `is_block_start`).
+    #[inline(always)]
+    fn block_index(&self, ptr: *const u8) -> u64 {
         let offset = (ptr as usize).wrapping_sub(self.start as usize) as u64;
-        let index = offset
+        offset
             .wrapping_mul(self.block_inverse)
-            .rotate_right(self.block_shift);
-        index < self.capacity as u64
+            .rotate_right(self.block_shift)
     }
 
     /// Sets the size of the page's blocks and the constants `is_block_start` divides with.
@@ -367,6 +396,10 @@ mod tests {
                     expected,
                     "class {size} offset {offset}"
                 );
+                page.set_full(false);
+                assert_eq!(page.is_block_start_unless_full(ptr), expected);
+                page.set_full(true);
+                assert!(!page.is_block_start_unless_full(ptr));
             }
             assert!(!page.is_block_start(page.start.wrapping_sub(size)));
         }

@@ -363,7 +363,10 @@ impl Segment {
             (*page).bin = 0;
             (*page).free = ptr::null_mut();
             (*page).local_free = ptr::null_mut();
-            (*page).is_full = false;
+            (*page).set_full(false);
+            // No free of a page not in use passes the owner's fast bound: the slow path calls
+            // it a double free (`alloc::misfit_kind`).
+            (*page).free_limit = 0;
             (*page).heap.store(ptr::null_mut(), Ordering::Relaxed);
             (*page).thread_free.store(0, Ordering::Relaxed);
             (*page).freed_at.store(os::now_ms(), Ordering::Relaxed);
