@@ -223,8 +223,8 @@ pub unsafe fn free_sized(block: *mut u8, size: usize, align: usize) {
 /// `block` must be null, a live block from larder, or memory larder does not own.
 #[inline(always)]
 pub unsafe fn free(block: *mut u8) {
-    let addr = block as usize;
-    if segment_map::entry_wrapping(addr) != segment_map::SEGMENT_START {
+    let (base, entry) = segment_map::chunk_wrapping(block as usize);
+    if entry != segment_map::SEGMENT_START {
         if !block.is_null() {
             // SAFETY: forwarded.
             unsafe { free_generic(block, u64::MAX) };
@@ -234,10 +234,7 @@ pub unsafe fn free(block: *mut u8) {
     // SAFETY: the map says the chunk (or the chunk `block` aliases, past the map's reach)
     // starts a segment of larder's; `free_in_segment` finds the page from the offset inside
     // the chunk and, with CHECKED, refuses a pointer that starts no block of it.
-    unsafe {
-        let seg = segment_map::chunk_base_wrapping(addr) as *mut Segment;
-        free_in_segment::<true>(seg, block, u64::MAX)
-    }
+    unsafe { free_in_segment::<true>(base as *mut Segment, block, u64::MAX) }
 }
 
 /// The owner's fast free, or the generic path. `requested` is the size asked for, or
@@ -363,7 +360,7 @@ unsafe extern "C" fn free_generic(block: *mut u8, requested: u64) {
 /// The owner's free of a pointer that failed the fast bound: a block of a page on the full list
 /// is freed (by the unchecked owner's path, which takes the page off the list); a pointer that
 /// starts no block, or one past the map's reach that aliases into `seg` (see
-/// `segment_map::entry_wrapping`), is reported.
+/// `segment_map::chunk_wrapping`), is reported.
 ///
 /// # Safety
 /// `seg` must be an active small or medium segment of the calling thread's heap holding
