@@ -223,34 +223,41 @@ pub unsafe fn free_sized(block: *mut u8, size: usize, align: usize) {
 /// `block` must be null, a live block from larder, or memory larder does not own.
 #[inline(always)]
 pub unsafe fn free(block: *mut u8) {
-    if segment_map::entry_unless_null(block as usize) != segment_map::SEGMENT_START {
+    let (base, entry) = segment_map::chunk_wrapping(block as usize);
+    if entry != segment_map::SEGMENT_START {
         if !block.is_null() {
             // SAFETY: forwarded.
             unsafe { free_generic(block, u64::MAX) };
         }
         return;
     }
-    // SAFETY: the map says the chunk starts a segment of larder's.
-    unsafe { free_in_segment::<true>(Segment::of(block), block, u64::MAX) }
+    // SAFETY: the map says the chunk (or the chunk `block` aliases, past the map's reach)
+    // starts a segment of larder's; `free_in_segment` finds the page from the offset inside
+    // the chunk and, with CHECKED, refuses a pointer that starts no block of it.
+    unsafe { free_in_segment::<true>(base as *mut Segment, block, u64::MAX) }
 }
 
 /// The owner's fast free, or the generic path. `requested` is the size asked for, or
 /// `u64::MAX` when unknown. With `CHECKED` (C's `free`, whose pointers nobody vouches for), an
 /// interior pointer is refused even on the owner's path, at the cost of one multiply.
+///
+/// The cold calls take the block first and its segment rather than its page: the block stays in
+/// the register it came in, and the page's address is computed only where it is used.
 #[inline(always)]
 unsafe fn free_in_segment<const CHECKED: bool>(seg: *mut Segment, block: *mut u8, requested: u64) {
     let heap = heap::current();
-    // SAFETY: `seg` is mapped (a live block lies in it). If this thread's heap owns it, the
-    // page and its lists are ours to change.
+    // SAFETY: `seg` is mapped (a live block lies in it, or the map says it is larder's). If
+    // this thread's heap owns it, the page and its lists are ours to change, and the heap is
+    // real, so its copy of the freed mark is the process's.
     unsafe {
         if (*seg).owner.load(core::sync::atomic::Ordering::Relaxed) == heap {
-            let page = Segment::page_of(seg, block);
-            if CHECKED && !(*page).is_block_start(block) {
-                refuse_misfit(seg, block);
+            let page = Segment::page_of_in_chunk(seg, block);
+            if CHECKED && !(*page).is_block_start_unless_full(block) {
+                free_misfit_or_full(block, seg);
                 return;
             }
-            if !freed::mark_unless_marked(block) {
-                refuse_double_free(page, block);
+            if !freed::mark_unless_marked(block, (*heap).freed_key) {
+                refuse_double_free(block, seg);
                 return;
             }
             let b = block.cast::<Block>();
@@ -258,12 +265,15 @@ unsafe fn free_in_segment<const CHECKED: bool>(seg: *mut Segment, block: *mut u8
             (*page).local_free = b;
             (*page).used -= 1;
             (*page).local_frees += 1;
-            if (*page).used == 0 || (*page).is_full {
+            // With CHECKED, a full page's frees took the slow path above.
+            let full = !CHECKED && (*page).is_full;
+            if (*page).used == 0 || full {
                 // An empty page alone in its bin stays (a program that allocates and frees one
                 // block in a loop must not churn pages): decided here, without a call.
-                let alone = (*page).prev.is_null() && (*page).next.is_null();
-                if (*page).is_full || !alone {
-                    heap::local_free_slow(heap, page);
+                // (One test of both links: an `or`, not two branches.)
+                let alone = ((*page).prev as usize | (*page).next as usize) == 0;
+                if full || !alone {
+                    heap::local_free_slow(block, seg, heap);
                 }
             }
             return;
@@ -347,16 +357,30 @@ unsafe extern "C" fn free_generic(block: *mut u8, requested: u64) {
     purge::maybe_start();
 }
 
-/// Reports a free of a pointer into an active segment that starts no block.
+/// The owner's free of a pointer that failed the fast bound: a block of a page on the full list
+/// is freed (by the unchecked owner's path, which takes the page off the list); a pointer that
+/// starts no block, or one past the map's reach that aliases into `seg` (see
+/// `segment_map::chunk_wrapping`), is reported.
 ///
 /// # Safety
-/// `seg` must be an active segment of larder's holding `block`.
+/// `seg` must be an active small or medium segment of the calling thread's heap holding
+/// `block`, or the one `block` aliases.
 #[cold]
 #[inline(never)]
-unsafe extern "C" fn refuse_misfit(seg: *mut Segment, block: *mut u8) {
-    // SAFETY: forwarded from the caller.
-    let kind = unsafe { misfit_kind(seg, block) };
-    report::bad_free(kind, "free", block as usize, None);
+unsafe extern "C" fn free_misfit_or_full(block: *mut u8, seg: *mut Segment) {
+    if segment_map::segment_of(block as usize) != Some(seg as usize) {
+        refuse_unowned("free", block);
+        return;
+    }
+    // SAFETY: forwarded from the caller: `block` lies in `seg`, whose pages are this thread's.
+    unsafe {
+        let page = Segment::page_of(seg, block);
+        if (*page).is_full && (*page).is_block_start(block) {
+            free_in_segment::<false>(seg, block, u64::MAX);
+            return;
+        }
+        report::bad_free(misfit_kind(seg, block), "free", block as usize, None);
+    }
 }
 
 /// What a pointer into an active segment that is not a live block's start is: one into the
@@ -383,12 +407,16 @@ unsafe fn misfit_kind(seg: *mut Segment, block: *mut u8) -> BadFree {
 /// Reports a free of a block that carries the freed mark.
 ///
 /// # Safety
-/// `page` must be the page holding `block`.
+/// `seg` must be the active small or medium segment holding `block`.
 #[cold]
 #[inline(never)]
-unsafe extern "C" fn refuse_double_free(page: *const crate::page::Page, block: *mut u8) {
+unsafe extern "C" fn refuse_double_free(block: *mut u8, seg: *mut Segment) {
     // SAFETY: forwarded from the caller.
-    double_free("free", unsafe { &*page }, block);
+    double_free(
+        "free",
+        unsafe { &*Segment::page_of_in_chunk(seg, block) },
+        block,
+    );
 }
 
 #[cold]

@@ -38,8 +38,10 @@ pub fn init() {
     KEY.store(mixed | 1, Ordering::Relaxed);
 }
 
+/// The mark. A heap keeps a copy (`Heap::freed_key`), which the owner's free reads from the
+/// heap it has loaded already rather than through the GOT.
 #[inline(always)]
-fn key() -> usize {
+pub fn key() -> usize {
     KEY.load(Ordering::Relaxed)
 }
 
@@ -53,14 +55,13 @@ pub unsafe fn is_marked(block: *const u8) -> bool {
     unsafe { block.cast::<usize>().add(1).read() == key() }
 }
 
-/// Marks `block` freed, unless it carries the mark already (then returns false: a double free).
-/// The key is read once for both.
+/// Marks `block` freed with `key` (the value of `key()`), unless it carries the mark already
+/// (then returns false: a double free).
 ///
 /// # Safety
 /// `block` must be a small or medium block of larder's that is being freed.
 #[inline(always)]
-pub unsafe fn mark_unless_marked(block: *mut u8) -> bool {
-    let key = key();
+pub unsafe fn mark_unless_marked(block: *mut u8, key: usize) -> bool {
     // SAFETY: forwarded from the caller: the second word is the block's own.
     unsafe {
         let word = block.cast::<usize>().add(1);

@@ -56,6 +56,9 @@ impl SegmentList {
 pub struct Heap {
     /// Size/8 → the page to allocate from (`EMPTY_PAGE` when the bin has none).
     pub direct: [*mut Page; DIRECT_SLOTS],
+    /// `freed::key()`, copied when the heap is made (after `freed::init`), for the owner's
+    /// free; 0 in `EMPTY_HEAP`, which owns nothing.
+    pub freed_key: usize,
     /// Counters for `stats()`.
     pub counters: Counters,
     /// Blocks of this heap's full pages freed by other threads (see `remote.rs`).
@@ -104,6 +107,7 @@ impl Heap {
     const fn new(is_real: bool) -> Heap {
         Heap {
             direct: [empty_page_ptr(); DIRECT_SLOTS],
+            freed_key: 0,
             counters: Counters::new(),
             delayed_free: AtomicPtr::new(ptr::null_mut()),
             pending_remote: [remote::PendingChain::EMPTY; BIN_COUNT],
@@ -585,7 +589,7 @@ unsafe fn move_to_full(heap: &mut Heap, page: *mut Page) {
     // SAFETY: the page is ours and on its bin queue.
     unsafe {
         remove_from_bin(heap, page);
-        (*page).is_full = true;
+        (*page).set_full(true);
         queue_push_back(&mut heap.full, page);
         remote::set_delayed_state(&*page, remote::USE_DELAYED, false);
         // A remote free that raced with the state change left its block on the page's list.
@@ -600,7 +604,7 @@ unsafe fn unfull(heap: &mut Heap, page: *mut Page) {
     // SAFETY: the page is ours and on the full list.
     unsafe {
         queue_remove(&mut heap.full, page);
-        (*page).is_full = false;
+        (*page).set_full(false);
         remote::set_delayed_state(&*page, remote::NORMAL, false);
         let bin = (*page).bin as usize;
         queue_push_back(&mut heap.queues[bin], page);
@@ -656,16 +660,20 @@ unsafe fn fresh_page(heap: &mut Heap, bin: usize) -> *mut Page {
 // ---------------------------------------------------------------------------------------------
 // Frees by the owner that need more than a list push.
 
-/// Called by the fast free path when a page became empty or was on the full list. `extern
-/// "C"` so that the call does not unwind and the fast path can tail-call it (see `alloc.rs`).
+/// Called by the fast free path when the page of `block`, just freed, became empty or was on
+/// the full list. `extern "C"` so that the call does not unwind and the fast path can tail-call
+/// it (see `alloc.rs`); it takes the block rather than the page so that the fast path never
+/// computes the page's address as a value, and first, so that the block stays in the register
+/// it came in (see `alloc::free_in_segment`).
 ///
 /// # Safety
-/// `page` must be in use and owned by `heap`, the calling thread's heap.
+/// `seg` must be the small or medium segment holding `block`, owned by `heap`, the calling
+/// thread's heap.
 #[cold]
 #[inline(never)]
-pub unsafe extern "C" fn local_free_slow(heap: *mut Heap, page: *mut Page) {
-    // SAFETY: forwarded from the caller.
-    unsafe { move_freed_page(heap, page) };
+pub unsafe extern "C" fn local_free_slow(block: *mut u8, seg: *mut Segment, heap: *mut Heap) {
+    // SAFETY: forwarded from the caller: the block's page is in use and the heap's.
+    unsafe { move_freed_page(heap, Segment::page_of_in_chunk(seg, block)) };
     // The free is complete and the heap consistent: a program whose last act is freeing gets
     // a purger from here.
     purge::maybe_start();
@@ -781,7 +789,7 @@ unsafe fn adopt(heap: &mut Heap, seg: *mut Segment) {
             }
             (*page).heap.store(heap, Ordering::Release);
             remote::set_delayed_state(&*page, remote::NORMAL, true);
-            (*page).is_full = false;
+            (*page).set_full(false);
             (*page).next = ptr::null_mut();
             (*page).prev = ptr::null_mut();
             (*page).collect();
@@ -800,7 +808,7 @@ unsafe fn adopt(heap: &mut Heap, seg: *mut Segment) {
                 continue;
             }
             if (*page).free.is_null() {
-                (*page).is_full = true;
+                (*page).set_full(true);
                 queue_push_back(&mut heap.full, page);
                 remote::set_delayed_state(&*page, remote::USE_DELAYED, false);
             } else {
@@ -937,7 +945,7 @@ unsafe fn abandon(heap: &mut Heap) {
                     let page = Segment::page(seg, i);
                     if (*page).in_use() {
                         (*page).heap.store(ptr::null_mut(), Ordering::Release);
-                        (*page).is_full = false;
+                        (*page).set_full(false);
                     }
                 }
                 (*seg).next = ptr::null_mut();
@@ -1104,6 +1112,7 @@ fn take_heap_struct() -> *mut Heap {
     // in steps of the struct's size, a multiple of its alignment).
     unsafe {
         ptr::write(heap, Heap::new(true));
+        (*heap).freed_key = freed::key();
         (*heap).next_heap = heaps.live;
         if !heaps.live.is_null() {
             (*heaps.live).prev_heap = heap;

@@ -51,6 +51,7 @@ pub struct Page {
     /// Blocks in use, including remote frees not yet collected.
     pub used: u32,
     /// The page is in its heap's full list (no free blocks when last looked at).
+    /// Written through `set_full`, which keeps `free_limit` in step.
     pub is_full: bool,
     /// Every block on `free` is fresh: zero but for its link word.
     pub free_is_zero: bool,
@@ -75,10 +76,16 @@ pub struct Page {
     pub block_inverse: u64,
     /// Trailing zero bits of `block_size`.
     pub block_shift: u32,
-    /// Blocks carved so far.
-    pub capacity: u32,
     /// Blocks that fit in the page.
     pub reserved: u32,
+    /// Blocks carved so far: a full word, so that `is_block_start` compares with it in memory
+    /// (a `u32` would take a load of its own on C's `free`).
+    pub capacity: usize,
+    /// `capacity` while the page is off its heap's full list, 0 while it is on it or not in
+    /// use: the bound of the owner's fast free on C's `free` (`is_block_start_unless_full`), so
+    /// that one compare both refuses pointers that start no block and sends the frees of a full
+    /// page to the slow path, which takes it off the list.
+    pub free_limit: usize,
     /// First byte of the first block.
     pub start: *mut u8,
     /// Blocks freed by other threads, tagged with the delayed-free state (see `remote.rs`).
@@ -111,8 +118,9 @@ impl Page {
             block_size: 0,
             block_inverse: 0,
             block_shift: 0,
-            capacity: 0,
             reserved: 0,
+            capacity: 0,
+            free_limit: 0,
             start: ptr::null_mut(),
             thread_free: AtomicUsize::new(0),
             heap: AtomicPtr::new(ptr::null_mut()),
@@ -121,6 +129,14 @@ impl Page {
             purge: AtomicU8::new(purge_state::PURGED),
             freed_at: AtomicU64::new(0),
         }
+    }
+
+    /// Puts the page on its heap's full list or takes it off, as far as the page's own fields
+    /// go (`free_limit` follows).
+    #[inline]
+    pub fn set_full(&mut self, full: bool) {
+        self.is_full = full;
+        self.free_limit = if full { 0 } else { self.capacity };
     }
 
     /// Whether the page holds blocks for a heap.
@@ -148,7 +164,7 @@ impl Page {
         self.used = 0;
         self.local_frees = 0;
         self.used_base = 0;
-        self.is_full = false;
+        self.set_full(false);
         self.bin = bin;
         self.set_block_size(block_size);
         self.capacity = 0;
@@ -170,7 +186,7 @@ impl Page {
     /// The page must be in use and owned by the calling thread.
     pub unsafe fn extend(&mut self) {
         debug_assert!(self.free.is_null());
-        let remaining = (self.reserved - self.capacity) as usize;
+        let remaining = self.reserved as usize - self.capacity;
         if remaining == 0 {
             return;
         }
@@ -185,7 +201,7 @@ impl Page {
         // blocks carry the freed mark like every block on a free list, so that a free of one
         // that was never handed out is refused too.
         unsafe {
-            let first = self.start.add(self.capacity as usize * size);
+            let first = self.start.add(self.capacity * size);
             let mut block = first;
             for _ in 1..count {
                 let next = block.add(size);
@@ -197,7 +213,8 @@ impl Page {
             freed::mark(block);
             self.free = first.cast();
         }
-        self.capacity += count as u32;
+        self.capacity += count;
+        self.set_full(self.is_full);
         self.free_is_zero = self.fresh_tail;
     }
 
@@ -295,11 +312,24 @@ impl Page {
     /// before `start` wrap to huge offsets and fail the same way.
     #[inline(always)]
     pub fn is_block_start(&self, ptr: *const u8) -> bool {
+        self.block_index(ptr) < self.capacity as u64
+    }
+
+    /// `is_block_start`, and false for every pointer into a page on the full list or not in
+    /// use (see `free_limit`).
+    #[inline(always)]
+    pub fn is_block_start_unless_full(&self, ptr: *const u8) -> bool {
+        self.block_index(ptr) < self.free_limit as u64
+    }
+
+    /// The index of the block `ptr` starts, or a number past every block index when it starts
+    /// none (see `is_block_start`).
+    #[inline(always)]
+    fn block_index(&self, ptr: *const u8) -> u64 {
         let offset = (ptr as usize).wrapping_sub(self.start as usize) as u64;
-        let index = offset
+        offset
             .wrapping_mul(self.block_inverse)
-            .rotate_right(self.block_shift);
-        index < self.capacity as u64
+            .rotate_right(self.block_shift)
     }
 
     /// Sets the size of the page's blocks and the constants `is_block_start` divides with.
@@ -357,15 +387,19 @@ mod tests {
             let mut page = Page::unused();
             page.set_block_size(size);
             page.start = 0x1000_0000 as *mut u8;
-            page.capacity = (page_bytes / size) as u32;
+            page.capacity = page_bytes / size;
             for offset in 0..page_bytes {
-                let expected = offset % size == 0 && offset / size < page.capacity as usize;
+                let expected = offset % size == 0 && offset / size < page.capacity;
                 let ptr = page.start.wrapping_add(offset);
                 assert_eq!(
                     page.is_block_start(ptr),
                     expected,
                     "class {size} offset {offset}"
                 );
+                page.set_full(false);
+                assert_eq!(page.is_block_start_unless_full(ptr), expected);
+                page.set_full(true);
+                assert!(!page.is_block_start_unless_full(ptr));
             }
             assert!(!page.is_block_start(page.start.wrapping_sub(size)));
         }

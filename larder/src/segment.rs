@@ -164,6 +164,26 @@ impl Segment {
         }
     }
 
+    /// The page holding `ptr`, found from `ptr`'s offset inside its chunk, so that a pointer
+    /// that reached `seg` through an alias (see `segment_map::chunk_wrapping`) still selects
+    /// one of `seg`'s pages.
+    ///
+    /// # Safety
+    /// `seg` must be an active small or medium segment (one chunk) and `ptr` must lie in it or
+    /// alias into it.
+    #[inline(always)]
+    pub unsafe fn page_of_in_chunk(seg: *mut Segment, ptr: *const u8) -> *mut Page {
+        // SAFETY: the offset is below SEGMENT_SIZE, so the index is below the page count.
+        unsafe {
+            let index = (ptr as usize & (SEGMENT_SIZE - 1)) >> (*seg).page_shift;
+            // The segment plus the index's bytes, opaque so that it is one register, each field
+            // an offset from it: otherwise LLVM makes the page's address in two adds (base,
+            // index, header) where a free touches more than two of its fields.
+            let at = opaque(seg as usize + index * size_of::<Page>());
+            Segment::page(at as *mut Segment, 0)
+        }
+    }
+
     fn header_bytes(page_count: usize) -> usize {
         size_of::<Segment>() + page_count * size_of::<Page>()
     }
@@ -347,7 +367,10 @@ impl Segment {
             (*page).bin = 0;
             (*page).free = ptr::null_mut();
             (*page).local_free = ptr::null_mut();
-            (*page).is_full = false;
+            (*page).set_full(false);
+            // No free of a page not in use passes the owner's fast bound: the slow path calls
+            // it a double free (`alloc::misfit_kind`).
+            (*page).free_limit = 0;
             (*page).heap.store(ptr::null_mut(), Ordering::Relaxed);
             (*page).thread_free.store(0, Ordering::Relaxed);
             (*page).freed_at.store(os::now_ms(), Ordering::Relaxed);
@@ -981,6 +1004,23 @@ pub unsafe fn unlock_all_after_fork() {
         REGISTRY.unlock_after_fork();
         REAPING.unlock_after_fork();
     }
+}
+
+/// `x`, hidden from the optimiser, so that a value the fast path computes stays one value
+/// rather than being recomputed or split (see its callers); it costs no instruction.
+#[inline(always)]
+pub fn opaque(x: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut x = x;
+        // SAFETY: an empty template: no instruction, no memory or flags touched.
+        unsafe {
+            core::arch::asm!("/* {0} */", inout(reg) x, options(pure, nomem, nostack, preserves_flags));
+        }
+        x
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    x
 }
 
 #[cfg(test)]

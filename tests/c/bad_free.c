@@ -7,6 +7,10 @@
  *   interior      free a pointer 16 bytes into the block
  *   stack         free the address of a local variable
  *   global        free the address of a global
+ *   aliased       free the block's address plus 2^47 (past the user address
+ *                 space, where larder's map of chunks wraps onto the block's
+ *                 own chunk): ignored with a warning; then free the block
+ *                 (must exit 0)
  *   clean         free it once (must exit 0)
  * It prints "survived" if the program goes on after the misuse. */
 #include <pthread.h>
@@ -61,6 +65,9 @@ int main(int argc, char **argv) {
     release(&local_variable);
   } else if (!strcmp(mode, "global")) {
     release(&global_variable);
+  } else if (!strcmp(mode, "aliased")) {
+    release((char *)block + ((size_t)1 << 47));
+    release(block);
   } else if (!strcmp(mode, "clean")) {
     release(block);
   } else {

@@ -100,6 +100,9 @@ done
 expect_bad_free invalid-free stack 100
 expect_bad_free invalid-free global 100
 run_test "a clean free is not reported, preloaded" env LD_PRELOAD="$lib_dir/liblarder.so" "$out/bad_free" clean 100
+aliased=$(LD_PRELOAD="$lib_dir/liblarder.so" "$out/bad_free" aliased 100 2>&1)
+run_test "a pointer past the address space that aliases a block's chunk is ignored, the block intact" \
+  bash -c '[[ "$1" == *"did not allocate"*survived* ]]' _ "$aliased"
 warned=$(LARDER_ON_ERROR=warn LD_PRELOAD="$lib_dir/liblarder.so" "$out/bad_free" double 100 2>&1)
 run_test "LARDER_ON_ERROR=warn reports a double free and goes on" \
   bash -c '[[ "$1" == *"double-free"*"ignored"*survived* ]]' _ "$warned"
