@@ -9,10 +9,12 @@
 //!
 //! Which blocks: `LARDER_GUARD=auto` (the default) guards every block until the guarded blocks
 //! have taken `LARDER_GUARD_BUDGET` of the pool (data and guard pages, live or freed: a freed
-//! block's memory goes back to the OS, but its two system calls per malloc and free do not), then
-//! one in 1,024 (as GWP-ASan samples: one in 64 cost the C++ workload a quarter of its time in
-//! `mprotect` and its TLB shootdowns); `all`, `1/N`, `off`. A small program thus gets Electric Fence's full coverage,
-//! and a program that allocates millions of blocks pays for a few thousand. A block's
+//! block's memory goes back to the OS, but its system calls, one mmap at malloc and one at
+//! free, do not), then one in 1,024 (as GWP-ASan samples: one in 64 cost the C++ workload a
+//! quarter of its time in `mprotect` and its TLB shootdowns; an allocation sampled out takes no
+//! lock); `all`, `1/N`, `off`. A small program thus gets Electric Fence's full coverage, and a
+//! program that allocates millions of blocks pays for a few thousand. Live guarded blocks'
+//! redzones are checked at exit too. A block's
 //! start is aligned to the largest power of two not above its size (at most 16), what C asks of
 //! `malloc` for any object that fits, so that its end lies at most 15 bytes before the guard page
 //! (a read in that slack is not caught; a write is, on free); `LARDER_GUARD_ALIGN=exact` aligns

@@ -5,7 +5,8 @@
 //! them, "indirectly" when one does (in a cycle of lost blocks, the first found leads, as
 //! Valgrind's cliques do). Reports are grouped by allocation stack, largest first.
 //!
-//! Live blocks are kept in a list threaded through their headers; the scan's own tables are
+//! Live blocks are kept in a list threaded through their headers (sharded, a lock each; the exit
+//! checks also walk it to check the redzones of blocks never freed); the scan's own tables are
 //! mmap'd (the heap is not used, and the tables are left out of the roots).
 
 use super::block::Header;
