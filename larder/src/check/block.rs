@@ -9,7 +9,7 @@
 //! it. Freed blocks are poisoned (up to `POISON_MAX` bytes) and checked when they leave the
 //! quarantine.
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 /// Marks a header written by check mode.
 pub const MAGIC: u32 = 0x1a4d_e7c4;
@@ -59,10 +59,11 @@ pub struct Header {
     pub alloc_stack: u32,
     /// Where it was freed (valid in `QUARANTINED` and `RELEASED`): a depot id.
     pub free_stack: u32,
-    /// Links of the live-block list (for the exit checks).
-    pub prev: usize,
+    /// Links of the live-block list (for the exit checks), changed under its shard's lock;
+    /// atomic so that a free may read a neighbour's links without the lock to prefetch them.
+    pub prev: AtomicUsize,
     /// See `prev`.
-    pub next: usize,
+    pub next: AtomicUsize,
     /// Bytes of `REDZONE_BYTE`: broken by an underflow.
     pub canary: [u8; CANARY_LEN],
 }
@@ -113,6 +114,29 @@ pub fn first_mismatch(bytes: &[u8], expected: u8) -> Option<usize> {
 pub unsafe fn bytes<'a>(start: usize, len: usize) -> &'a mut [u8] {
     // SAFETY: forwarded from the caller.
     unsafe { core::slice::from_raw_parts_mut(start as *mut u8, len) }
+}
+
+/// Asks the CPU to bring the cache line holding `addr` in, without waiting for it: the blocks
+/// that leave the quarantine and the live-list neighbours of a freed block are cold, and their
+/// lines can be on their way while other work is done. A hint only; any address may be passed.
+#[inline(always)]
+pub fn prefetch(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults and changes no memory, whatever the address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8)
+    };
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: as above: `prfm` is a hint that neither faults nor writes.
+    unsafe {
+        core::arch::asm!(
+            "prfm pldl1keep, [{0}]",
+            in(reg) addr,
+            options(nostack, readonly, preserves_flags)
+        )
+    };
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let _ = addr;
 }
 
 #[cfg(test)]

@@ -9,10 +9,12 @@
 //!
 //! Which blocks: `LARDER_GUARD=auto` (the default) guards every block until the guarded blocks
 //! have taken `LARDER_GUARD_BUDGET` of the pool (data and guard pages, live or freed: a freed
-//! block's memory goes back to the OS, but its two system calls per malloc and free do not), then
-//! one in 1,024 (as GWP-ASan samples: one in 64 cost the C++ workload a quarter of its time in
-//! `mprotect` and its TLB shootdowns); `all`, `1/N`, `off`. A small program thus gets Electric Fence's full coverage,
-//! and a program that allocates millions of blocks pays for a few thousand. A block's
+//! block's memory goes back to the OS, but its system calls, one mmap at malloc and one at
+//! free, do not), then one in 1,024 (as GWP-ASan samples: one in 64 cost the C++ workload a
+//! quarter of its time in `mprotect` and its TLB shootdowns; an allocation sampled out takes no
+//! lock); `all`, `1/N`, `off`. A small program thus gets Electric Fence's full coverage, and a
+//! program that allocates millions of blocks pays for a few thousand. Live guarded blocks'
+//! redzones are checked at exit too. A block's
 //! start is aligned to the largest power of two not above its size (at most 16), what C asks of
 //! `malloc` for any object that fits, so that its end lies at most 15 bytes before the guard page
 //! (a read in that slack is not caught; a write is, on free); `LARDER_GUARD_ALIGN=exact` aligns
@@ -31,7 +33,7 @@ use super::backtrace::Backtrace;
 use super::block::{self, first_mismatch, REDZONE_BYTE, UNINIT_BYTE, UNINIT_MAX};
 use super::depot;
 use super::report::{self, Error};
-use super::{check_kind, AllocKind};
+use super::{check_kind, report_redzone, AllocKind};
 use crate::options::{self, Guard, GuardAlign, GuardSide};
 use crate::sync::Lock;
 
@@ -71,14 +73,11 @@ struct Pool {
     used: usize,
     /// Live guarded blocks.
     live: usize,
-    /// Allocations seen, for sampling.
-    seen: u64,
 }
 
 static POOL: Lock<Pool> = Lock::new(Pool {
     used: PAGE,
     live: 0,
-    seen: 0,
 });
 static BASE: AtomicUsize = AtomicUsize::new(0);
 static SLOTS: AtomicPtr<Slot> = AtomicPtr::new(ptr::null_mut());
@@ -90,7 +89,27 @@ static UNGUARDED: AtomicU64 = AtomicU64::new(0);
 /// Whether `auto` went past its budget (and sampled from then on).
 static OVER_BUDGET: AtomicU32 = AtomicU32::new(0);
 
-fn map(len: usize, prot: i32) -> Option<usize> {
+/// Maps fresh anonymous pages at `[addr, addr + len)`, a page-aligned range of the pool's
+/// reservation, replacing what was there; false if the kernel refuses.
+fn remap(addr: usize, len: usize, prot: i32, flags: i32) -> bool {
+    // SAFETY: MAP_FIXED replaces only pages of the pool's own reservation, which callers own
+    // (a block's pages, never handed out before or no longer in use).
+    let p = unsafe {
+        libc::mmap(
+            addr as *mut _,
+            len,
+            prot,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED | flags,
+            -1,
+            0,
+        )
+    };
+    p as usize == addr
+}
+
+/// A fresh anonymous mapping of `len` bytes (reserved lazily), anywhere; check mode's tables
+/// that must not come from the heap are made so too.
+pub(super) fn map(len: usize, prot: i32) -> Option<usize> {
     // SAFETY: an anonymous private mapping with no address hint.
     let p = unsafe {
         libc::mmap(
@@ -191,9 +210,27 @@ fn placement(data: usize, len: usize, size: usize, align: usize, o: &options::Op
     }
 }
 
-/// Whether this allocation gets a guard page, by the option and the budget (pool locked).
-fn decide(pool: &mut Pool, len: usize) -> bool {
-    pool.seen += 1;
+/// Allocations seen, for sampling: counted outside the pool's lock, so that an allocation
+/// sampled out never takes it (every malloc of every thread did, and with four threads the lock
+/// was contended).
+static SEEN: AtomicU64 = AtomicU64::new(0);
+/// Set once the budget of `auto` cannot hold even a one-page block: from then on its sampling
+/// is decided without the lock.
+static BUDGET_SPENT: AtomicU32 = AtomicU32::new(0);
+
+/// Whether an allocation, the `seen`th, is sampled out before the pool is looked at.
+fn sampled_out(guard: Guard, seen: u64) -> bool {
+    match guard {
+        Guard::Off => true,
+        Guard::All => false,
+        Guard::Sample(n) => seen % u64::from(n) != 0,
+        Guard::Auto => BUDGET_SPENT.load(Ordering::Relaxed) != 0 && seen % AUTO_SAMPLE != 0,
+    }
+}
+
+/// Whether the `seen`th allocation gets a guard page, by the option and the budget (pool
+/// locked).
+fn decide(pool: &mut Pool, len: usize, seen: u64) -> bool {
     if pool.live >= LIVE_MAX
         || pool.used + len + PAGE > POOL_BYTES
         || COUNT.load(Ordering::Relaxed) >= SLOTS_MAX
@@ -204,13 +241,16 @@ fn decide(pool: &mut Pool, len: usize) -> bool {
     match o.guard {
         Guard::Off => false,
         Guard::All => true,
-        Guard::Sample(n) => pool.seen % u64::from(n) == 0,
+        Guard::Sample(n) => seen % u64::from(n) == 0,
         Guard::Auto => {
+            if (pool.used + 2 * PAGE) as u64 > o.guard_budget {
+                BUDGET_SPENT.store(1, Ordering::Relaxed);
+            }
             if (pool.used + len + PAGE) as u64 <= o.guard_budget {
                 true
             } else {
                 OVER_BUDGET.store(1, Ordering::Relaxed);
-                pool.seen % AUTO_SAMPLE == 0
+                seen % AUTO_SAMPLE == 0
             }
         }
     }
@@ -229,8 +269,13 @@ pub fn alloc(
         return None;
     }
     let len = size.max(1).checked_next_multiple_of(PAGE)?;
+    let seen = SEEN.fetch_add(1, Ordering::Relaxed) + 1;
+    if sampled_out(options::get().guard, seen) {
+        UNGUARDED.fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
     let mut pool = POOL.lock();
-    if !decide(&mut pool, len) {
+    if !decide(&mut pool, len, seen) {
         drop(pool);
         UNGUARDED.fetch_add(1, Ordering::Relaxed);
         return None;
@@ -239,7 +284,15 @@ pub fn alloc(
     install_handlers();
     let data = base + pool.used;
     // SAFETY: `[data, data + len)` lies in the pool's reservation, unused until now.
-    if unsafe { libc::mprotect(data as *mut _, len, libc::PROT_READ | libc::PROT_WRITE) } != 0 {
+    // A fresh read-write mapping over the reserved pages, populated at once: the fills below
+    // touch every page, and one system call that maps them costs less than mprotect and a page
+    // fault each.
+    if !remap(
+        data,
+        len,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_POPULATE,
+    ) {
         return None;
     }
     pool.used += len + PAGE;
@@ -317,8 +370,22 @@ pub fn free(ptr: usize, kind: Option<AllocKind>, op: &str, at: &Backtrace) {
     if let Some(kind) = kind {
         check_kind(s.kind, kind, (s.user, s.size), s.alloc_stack, at);
     }
+    check_redzones(s, op, Some(at));
+    s.free_stack.store(depot::insert(at), Ordering::Release);
+    // The data pages are this block's; after this no one may touch them (a use after free
+    // faults, which is the point). A fresh inaccessible mapping over them both hands their
+    // memory back and makes them fault: one system call instead of mprotect and madvise.
+    // Under the pool's lock, so that the exit checks never read a block's pages as they go.
+    let mut pool = POOL.lock();
+    remap(s.data, s.len, libc::PROT_NONE, 0);
+    pool.live -= 1;
+}
+
+/// Reports a changed byte in the redzones of a guarded block: the bytes before it in its first
+/// page and the slack after it up to the guard page.
+fn check_redzones(s: &Slot, op: &str, at: Option<&Backtrace>) {
     // SAFETY: the redzones before and after the block lie in its data pages, read-write while
-    // live.
+    // live (the caller holds the block live).
     let (redzone, slack) = unsafe {
         (
             block::bytes(s.data, s.user - s.data),
@@ -326,39 +393,29 @@ pub fn free(ptr: usize, kind: Option<AllocKind>, op: &str, at: &Backtrace) {
         )
     };
     if let Some(i) = first_mismatch(slack, REDZONE_BYTE) {
-        report::error(&Error {
-            class: "heap-buffer-overflow",
+        report_redzone(
             op,
-            addr: s.user + s.size + i,
-            block: Some((s.user, s.size)),
-            offset: Some((s.size + i) as isize),
-            alloc: Some(&depot::get(s.alloc_stack)),
-            free: None,
-            at: Some(at),
-        });
+            (s.user, s.size),
+            (s.size + i) as isize,
+            s.alloc_stack,
+            at,
+        );
     }
     if let Some(i) = first_mismatch(redzone, REDZONE_BYTE) {
         let offset = i as isize - redzone.len() as isize;
-        report::error(&Error {
-            class: "heap-buffer-underflow",
-            op,
-            addr: s.user.wrapping_add_signed(offset),
-            block: Some((s.user, s.size)),
-            offset: Some(offset),
-            alloc: Some(&depot::get(s.alloc_stack)),
-            free: None,
-            at: Some(at),
-        });
+        report_redzone(op, (s.user, s.size), offset, s.alloc_stack, at);
     }
-    s.free_stack.store(depot::insert(at), Ordering::Release);
-    // SAFETY: the data pages are this block's; after this no one may touch them (a use after
-    // free faults, which is the point).
-    unsafe {
-        libc::mprotect(s.data as *mut _, s.len, libc::PROT_NONE);
-        libc::madvise(s.data as *mut _, s.len, libc::MADV_DONTNEED);
+}
+
+/// Checks the redzones of every live guarded block (at exit, for blocks never freed). Holds
+/// the pool's lock, so that no block's pages are made inaccessible while they are read.
+pub fn check_live_redzones(op: &str) {
+    let _pool = POOL.lock();
+    for s in slots() {
+        if s.state.load(Ordering::Acquire) == LIVE {
+            check_redzones(s, op, None);
+        }
     }
-    let mut pool = POOL.lock();
-    pool.live -= 1;
 }
 
 /// Fork handlers: the pool's lock is held across `fork`.

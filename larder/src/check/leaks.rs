@@ -6,7 +6,8 @@
 //! Valgrind's cliques do). Reports are grouped by allocation stack, definitely lost first,
 //! largest first.
 //!
-//! Live blocks are kept in a list threaded through their headers; the scan's own tables are
+//! Live blocks are kept in a list threaded through their headers (sharded, a lock each; the exit
+//! checks also walk it to check the redzones of blocks never freed); the scan's own tables are
 //! mmap'd (the heap is not used, and the tables are left out of the roots).
 
 use super::block::Header;
@@ -14,6 +15,7 @@ use super::report::Record;
 use crate::options;
 use crate::report::Writer;
 use crate::sync::Lock;
+use core::sync::atomic::Ordering::Relaxed;
 
 struct List {
     head: usize,
@@ -40,17 +42,29 @@ fn shard_of(h: *mut Header) -> &'static Lock<List> {
 /// Adds a new block's header to the live blocks.
 pub fn insert(h: *mut Header) {
     let mut list = shard_of(h).lock();
-    // SAFETY: `h` is a fresh header, and the shard's headers are live blocks', changed only
-    // under its lock.
+    // SAFETY: `h` is a fresh header, and the shard's headers are live blocks', whose links
+    // change only under its lock.
     unsafe {
-        (*h).prev = 0;
-        (*h).next = list.head;
+        (*h).prev.store(0, Relaxed);
+        (*h).next.store(list.head, Relaxed);
         if list.head != 0 {
-            (*(list.head as *mut Header)).prev = h as usize;
+            (*(list.head as *mut Header))
+                .prev
+                .store(h as usize, Relaxed);
         }
     }
     list.head = h as usize;
     list.count += 1;
+}
+
+/// Starts bringing in the headers `remove(h)` will write, the block's neighbours in the list:
+/// they are any two live blocks, likely cold. Call it as early as the free allows.
+pub fn prefetch_neighbours(h: *mut Header) {
+    // SAFETY: `h` is a live header this thread owns; its links may change under another
+    // thread's remove of a neighbour, but the value read is only a hint.
+    let (prev, next) = unsafe { ((*h).prev.load(Relaxed), (*h).next.load(Relaxed)) };
+    super::block::prefetch(prev);
+    super::block::prefetch(next);
 }
 
 /// Takes a block that stops being live out of the live blocks.
@@ -58,17 +72,37 @@ pub fn remove(h: *mut Header) {
     let mut list = shard_of(h).lock();
     // SAFETY: `h` is in this shard (it was live until its caller took it); neighbours are live.
     unsafe {
-        let (prev, next) = ((*h).prev, (*h).next);
+        let (prev, next) = ((*h).prev.load(Relaxed), (*h).next.load(Relaxed));
         if prev != 0 {
-            (*(prev as *mut Header)).next = next;
+            (*(prev as *mut Header)).next.store(next, Relaxed);
         } else {
             list.head = next;
         }
         if next != 0 {
-            (*(next as *mut Header)).prev = prev;
+            (*(next as *mut Header)).prev.store(prev, Relaxed);
         }
     }
     list.count -= 1;
+}
+
+/// Calls `f` with each block still live (its state `LIVE`), one shard at a time under the
+/// shard's lock: a block freed meanwhile waits in its free until its shard is done, and `f`
+/// must not allocate or free from check mode.
+pub fn for_each_live(mut f: impl FnMut(&Header)) {
+    for shard in &LIVE {
+        let list = shard.0.lock();
+        let mut h = list.head;
+        while h != 0 {
+            // SAFETY: the shard's headers are blocks' not yet given back to the core (a free
+            // takes a block out of the list before the quarantine can release it), and their
+            // links change only under the lock held here.
+            let header = unsafe { &*(h as *const Header) };
+            if header.state() == super::block::LIVE {
+                f(header);
+            }
+            h = header.next.load(Relaxed);
+        }
+    }
 }
 
 /// Fork handlers: every shard's lock is held across `fork`.
@@ -317,7 +351,7 @@ pub fn check(caller: Caller) {
                 state: UNMARKED,
             };
             filled += 1;
-            h = header.next;
+            h = header.next.load(Relaxed);
         }
     }
     super::guard::for_each_live(|start, size, stack| {

@@ -16,7 +16,8 @@
 //!
 //! What it finds: double frees (state in the header, both stacks), frees and reallocs of
 //! pointers that are not live blocks (interior, misaligned, stack, global, mmap'd), overflows
-//! and underflows of the requested size (checked on free and realloc), writes after free
+//! and underflows of the requested size (checked on free and realloc, and for blocks still live
+//! at exit), writes after free
 //! (poison verified when a block leaves the quarantine), and on guarded blocks overflow reads
 //! and writes and uses after free at the faulting instruction. Fresh blocks not from calloc are
 //! filled with `0xbe` (their first 64 KiB), so uninitialised reads show.
@@ -34,7 +35,7 @@ mod unwind_cache;
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use self::backtrace::Backtrace;
 use self::block::{
@@ -123,6 +124,8 @@ pub unsafe fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
 /// Any pointer may be passed: check mode validates it before touching the block.
 #[inline(never)]
 pub unsafe fn free(ptr: *mut u8) {
+    // The header is read once the stack is captured: start bringing it in now.
+    block::prefetch(header_of(ptr as usize) as usize);
     free_with(ptr, AllocKind::Malloc, &Backtrace::capture(1));
 }
 
@@ -133,6 +136,7 @@ pub unsafe fn free(ptr: *mut u8) {
 /// As [`free`].
 #[inline(never)]
 pub unsafe fn free_as(ptr: *mut u8, kind: AllocKind) {
+    block::prefetch(header_of(ptr as usize) as usize);
     free_with(ptr, kind, &Backtrace::capture(1));
 }
 
@@ -197,6 +201,7 @@ pub(super) fn check_kind(
 /// As [`free`].
 #[inline(never)]
 pub unsafe fn realloc(ptr: *mut u8, new_size: usize, align: usize) -> *mut u8 {
+    block::prefetch(header_of(ptr as usize) as usize);
     let at = Backtrace::capture(1);
     if ptr.is_null() {
         return alloc_with(new_size, align, false, AllocKind::Malloc, &at);
@@ -245,8 +250,9 @@ pub unsafe fn usable_size(ptr: *const u8) -> usize {
     }
 }
 
-/// The checks at exit: blocks still in the quarantine are verified for writes after free, and
-/// live blocks no longer reachable are reported as leaks (unless `LARDER_LEAKS=off`).
+/// The checks at exit: blocks still in the quarantine are verified for writes after free, the
+/// redzones of blocks still live are checked, and live blocks no longer reachable are reported
+/// as leaks (unless `LARDER_LEAKS=off`).
 /// Call it once, at the end of `main`.
 pub fn at_exit() {
     exit_checks(leaks::Caller::Program);
@@ -263,6 +269,9 @@ fn exit_checks(caller: leaks::Caller) {
     fail::at_exit();
     guard::write_summary();
     quarantine::drain(leave_quarantine);
+    // Blocks never freed had their redzones checked by no free: check them now.
+    leaks::for_each_live(|h| check_redzones(h, "exit", None));
+    guard::check_live_redzones("exit");
     if options::get().leaks {
         leaks::check(caller);
     }
@@ -332,13 +341,14 @@ fn alloc_with(size: usize, align: usize, zeroed: bool, kind: AllocKind, bt: &Bac
     unsafe {
         block::bytes(base, offset - HEADER_SIZE).fill(REDZONE_BYTE);
         h.write(Header::new(base, size, stack, kind));
-        leaks::insert(h);
         if !zeroed {
             block::bytes(user, size.min(UNINIT_MAX)).fill(UNINIT_BYTE);
         }
         let usable = core_alloc::usable_size(base as *const u8);
         let tail = (base + usable - user - size).min(TAIL_MAX);
         block::bytes(user + size, tail).fill(REDZONE_BYTE);
+        // Listed last, with its redzones written: the exit checks may read them at once.
+        leaks::insert(h);
     }
     user as *mut u8
 }
@@ -353,8 +363,8 @@ impl Header {
             state: core::sync::atomic::AtomicU32::new(LIVE),
             alloc_stack,
             free_stack: 0,
-            prev: 0,
-            next: 0,
+            prev: AtomicUsize::new(0),
+            next: AtomicUsize::new(0),
             canary: [REDZONE_BYTE; CANARY_LEN],
         }
     }
@@ -427,15 +437,18 @@ fn report_invalid(addr: usize, op: &str, at: &Backtrace) {
 
 /// Checks the redzones of a block that was live, poisons it and puts it in the quarantine.
 fn release_to_quarantine(h: *mut Header, at: &Backtrace, op: &str) {
+    // The list neighbours are written last, after the checks and the poison fill: their lines
+    // arrive meanwhile.
+    leaks::prefetch_neighbours(h);
     // SAFETY: the caller won LIVE -> QUARANTINED on `h`, so this thread owns the block.
     let header = unsafe { &mut *h };
     let user = header.user();
     let size = header.size;
     check_redzones(header, op, Some(at));
-    leaks::remove(h);
     header.free_stack = depot::insert(at);
     // SAFETY: the user bytes are the block's.
     unsafe { block::bytes(user, size.min(POISON_MAX)).fill(POISON_BYTE) };
+    leaks::remove(h);
     quarantine::push(
         user,
         size,
@@ -448,36 +461,52 @@ fn release_to_quarantine(h: *mut Header, at: &Backtrace, op: &str) {
 fn check_redzones(header: &Header, op: &str, at: Option<&Backtrace>) {
     let user = header.user();
     let size = header.size;
-    let bad = if let Some(i) = first_mismatch(&header.canary, REDZONE_BYTE) {
-        Some(("heap-buffer-underflow", i as isize - CANARY_LEN as isize))
+    let offset = if let Some(i) = first_mismatch(&header.canary, REDZONE_BYTE) {
+        Some(i as isize - CANARY_LEN as isize)
     } else {
         // SAFETY: the core block is live and holds its usable size from `base`.
         let usable = unsafe { core_alloc::usable_size(header.base as *const u8) };
         let tail = (header.base + usable - user - size).min(TAIL_MAX);
         // SAFETY: the tail redzone lies inside the core block.
         let tail_bytes = unsafe { block::bytes(user + size, tail) };
-        first_mismatch(tail_bytes, REDZONE_BYTE)
-            .map(|i| ("heap-buffer-overflow", (size + i) as isize))
+        first_mismatch(tail_bytes, REDZONE_BYTE).map(|i| (size + i) as isize)
     };
-    if let Some((class, offset)) = bad {
-        report::error(&Error {
-            class,
-            op,
-            addr: user.wrapping_add_signed(offset),
-            block: Some((user, size)),
-            offset: Some(offset),
-            alloc: Some(&depot::get(header.alloc_stack)),
-            free: None,
-            at,
-        });
+    if let Some(offset) = offset {
+        report_redzone(op, (user, size), offset, header.alloc_stack, at);
     }
 }
 
-/// A block leaving the quarantine: a changed poison byte is a write after free.
-fn leave_quarantine(user: usize) {
+/// Reports a redzone byte of `block` (start, size) found changed at `offset` from its start:
+/// before it an underflow, past its size an overflow.
+pub(super) fn report_redzone(
+    op: &str,
+    block: (usize, usize),
+    offset: isize,
+    alloc_stack: u32,
+    at: Option<&Backtrace>,
+) {
+    let class = if offset < 0 {
+        "heap-buffer-underflow"
+    } else {
+        "heap-buffer-overflow"
+    };
+    report::error(&Error {
+        class,
+        op,
+        addr: block.0.wrapping_add_signed(offset),
+        block: Some(block),
+        offset: Some(offset),
+        alloc: Some(&depot::get(alloc_stack)),
+        free: None,
+        at,
+    });
+}
+
+/// A block leaving the quarantine (`size`: its requested size, as the ring kept it): a changed
+/// poison byte is a write after free.
+fn leave_quarantine(user: usize, size: usize) {
     // SAFETY: quarantined blocks keep their header and memory until given back below.
     let header = unsafe { &*header_of(user) };
-    let size = header.size;
     // SAFETY: the user bytes are the quarantined block's.
     let poisoned = unsafe { block::bytes(user, size.min(POISON_MAX)) };
     if let Some(i) = first_mismatch(poisoned, POISON_BYTE) {

@@ -8,6 +8,10 @@
 static inline size_t size_arg(int argc, char **argv) {
   return argc > 1 ? (size_t)strtoull(argv[1], NULL, 0) : 16;
 }
+/* Whether argv[2] is "live": the program keeps its bad block to the end. */
+static inline int live_arg(int argc, char **argv) {
+  return argc > 2 && strcmp(argv[2], "live") == 0;
+}
 /* Placed after a call in a culprit, so the call is not a tail call (which
  * would take the culprit's frame off the stack). */
 #define NOTAIL() __asm__ volatile("" ::: "memory")
