@@ -205,25 +205,69 @@ impl Marker<'_> {
     /// Marks every block a word of `[start, end)` points into with `state` (only unmarked
     /// ones, or, with `state == INDIRECT`, definitely lost ones other than `leader`).
     fn scan(&mut self, start: usize, end: usize, state: u8, leader: usize) {
+        let pool = super::guard::pool_range();
+        if start < pool.end && pool.start < end {
+            self.scan_copied(start, end, state, leader);
+            return;
+        }
         let mut p = start.next_multiple_of(8);
         while p + 8 <= end {
             // SAFETY: the caller passes readable memory: a readable mapping or a live block.
             let v = unsafe { (p as *const usize).read() };
             p += 8;
-            if v < self.low || v >= self.high {
-                continue;
-            }
-            let Some(i) = find(self.blocks, v) else {
-                continue;
+            self.mark_word(v, state, leader);
+        }
+    }
+
+    /// As `scan`, for a guarded block: a thread still running at exit may free it while it
+    /// is scanned, and its pages then fault (which the guard handler would report as a use
+    /// after free by the scan). The bytes are copied with `process_vm_readv`, which reports an
+    /// unreadable page as a short copy instead: what is left is not scanned (a block freed is
+    /// no longer a leak).
+    fn scan_copied(&mut self, start: usize, end: usize, state: u8, leader: usize) {
+        let mut buf = [0usize; 512];
+        let mut p = start.next_multiple_of(8);
+        while p + 8 <= end {
+            let want = (end - p).min(core::mem::size_of_val(&buf)) & !7;
+            let local = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: want,
             };
-            let b = &mut self.blocks[i];
-            let take =
-                b.state == UNMARKED || (state == INDIRECT && b.state == DEFINITE && i != leader);
-            if take {
-                b.state = state;
-                self.work[self.top] = i;
-                self.top += 1;
+            let remote = libc::iovec {
+                iov_base: p as *mut libc::c_void,
+                iov_len: want,
+            };
+            // SAFETY: reads this process's memory into `buf` (at most its size); the kernel
+            // checks the source range and copies only what is mapped and readable.
+            let got = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+            if got <= 0 {
+                return;
             }
+            let words = got as usize / 8;
+            for &v in &buf[..words] {
+                self.mark_word(v, state, leader);
+            }
+            if (got as usize) < want {
+                return;
+            }
+            p += want;
+        }
+    }
+
+    /// Marks the block `v` points into, if any (see `scan`).
+    fn mark_word(&mut self, v: usize, state: u8, leader: usize) {
+        if v < self.low || v >= self.high {
+            return;
+        }
+        let Some(i) = find(self.blocks, v) else {
+            return;
+        };
+        let b = &mut self.blocks[i];
+        let take = b.state == UNMARKED || (state == INDIRECT && b.state == DEFINITE && i != leader);
+        if take {
+            b.state = state;
+            self.work[self.top] = i;
+            self.top += 1;
         }
     }
 
@@ -422,7 +466,9 @@ pub fn check(caller: Caller) {
     }
     // Each lost block not yet reached from another lost one leads; what it reaches is
     // indirectly lost (a leader reached later from another leader becomes indirect too).
-    for i in 0..n {
+    // (The table may hold fewer than `n`: guarded blocks freed by a thread still running since
+    // they were counted are not in it.)
+    for i in 0..marker.blocks.len() {
         if marker.blocks[i].state == UNMARKED {
             marker.blocks[i].state = DEFINITE;
             let b = marker.blocks[i];
