@@ -289,6 +289,11 @@ pub fn usage() -> (usize, usize) {
 mod tests {
     use super::*;
 
+    /// The cache is one for the process, and each test takes back the spans it put only if no
+    /// other test takes them first: the tests that use it run one at a time. (In parallel, one
+    /// test's request took the other's span, whose dirty bytes were closer to it.)
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     /// A span recorded as larder's, as `segment::obtain_span` leaves it.
     fn mapped_span(size: usize) -> usize {
         assert!(segment_map::ensure());
@@ -312,6 +317,7 @@ mod tests {
 
     #[test]
     fn a_big_span_is_split_for_a_smaller_request() {
+        let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         // Sizes no other test of this crate caches, so that the best fit is this span.
         let size = 7 * SEGMENT_SIZE + (5 << 12);
         let base = mapped_span(size);
@@ -341,6 +347,7 @@ mod tests {
 
     #[test]
     fn a_segment_never_takes_more_than_a_segment() {
+        let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         // A dirty span a little over a segment (a freed large block): a small segment's pages
         // would cover only its first 4 MiB, and its tail would later be cached as reading zero
         // while it still held the block's bytes.

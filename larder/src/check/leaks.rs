@@ -310,8 +310,11 @@ fn read_maps(buf: &mut [u8]) -> usize {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Caller {
     /// Called by the program (`larder::check::at_exit` at the end of `main`): its frames are
-    /// live, from the stack pointer up.
-    Program,
+    /// live, from `frames_from` (an address in `at_exit`'s frame) up. The checks' own frames
+    /// below are not: in a debug build the slots of the leak search's frames that it never
+    /// writes held node addresses the exit's redzone checks had left there just before, which
+    /// kept a dropped `Rc` cycle "reachable".
+    Program { frames_from: usize },
     /// Called from the library's `.fini_array` by the exit machinery (`exit`, ld.so's
     /// `_dl_fini`): only the frames above the outermost of libc's, ld.so's and this library's
     /// are the program's. The slots of the exit machinery's frames that it never writes still
@@ -325,8 +328,8 @@ pub enum Caller {
 fn stack_roots_start(caller: Caller) -> usize {
     let marker = 0usize;
     let stack_pointer = core::hint::black_box(&marker) as *const usize as usize;
-    if caller == Caller::Program {
-        return stack_pointer;
+    if let Caller::Program { frames_from } = caller {
+        return frames_from.max(stack_pointer);
     }
     let module_of = |pc: usize| super::backtrace::locate(pc).map(|l| l.base);
     let own = module_of(stack_roots_start as fn(Caller) -> usize as usize);

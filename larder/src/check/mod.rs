@@ -254,8 +254,13 @@ pub unsafe fn usable_size(ptr: *const u8) -> usize {
 /// redzones of blocks still live are checked, and live blocks no longer reachable are reported
 /// as leaks (unless `LARDER_LEAKS=off`).
 /// Call it once, at the end of `main`.
+#[inline(never)]
 pub fn at_exit() {
-    exit_checks(leaks::Caller::Program);
+    // The program's frames are this one's callers: what lies below it on the stack is the
+    // checks' own (see `leaks::Caller::Program`).
+    let marker = 0usize;
+    let frames_from = core::hint::black_box(&marker) as *const usize as usize;
+    exit_checks(leaks::Caller::Program { frames_from });
 }
 
 /// As [`at_exit`], for a library's `.fini_array` function run by `exit` (liblarder_check.so's):
