@@ -60,6 +60,11 @@ fn hex(v: &str) -> Option<u64> {
     u64::from_str_radix(v.strip_prefix("0x")?, 16).ok()
 }
 
+/// The `key=value` fields of a record's text after its tag; words without `=` are skipped.
+pub fn fields(rest: &str) -> impl Iterator<Item = (&str, &str)> {
+    rest.split(' ').filter_map(|f| f.split_once('='))
+}
+
 /// The frames of a record field, `module+0xoffset;...`, not yet named.
 pub fn frames(v: &str) -> Vec<Frame> {
     v.split(';')
@@ -89,10 +94,7 @@ fn parse_error(line: &str) -> Option<ErrorRecord> {
         free: Vec::new(),
         alloc: Vec::new(),
     };
-    for field in rest.split(' ') {
-        let Some((key, value)) = field.split_once('=') else {
-            continue;
-        };
+    for (key, value) in fields(rest) {
         match key {
             "pid" => record.pid = value.parse().ok()?,
             "class" => record.class = value.to_owned(),
@@ -130,7 +132,7 @@ pub fn parse_guards(text: &str) -> Vec<GuardRecord> {
         .filter_map(|line| {
             let rest = line.strip_prefix("larder-guard v1 ")?;
             let mut record = GuardRecord::default();
-            for (key, value) in rest.split(' ').filter_map(|f| f.split_once('=')) {
+            for (key, value) in fields(rest) {
                 match key {
                     "pid" => record.pid = value.parse().ok()?,
                     "guarded" => record.guarded = value.parse().ok()?,

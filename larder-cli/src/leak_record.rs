@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::check_record::{frames, write_frames, Frame, Symbolizer};
+use crate::check_record::{fields, frames, write_frames, Frame, Symbolizer};
 use crate::summary::bytes;
 
 /// Blocks lost at exit that were allocated at the same place.
@@ -46,10 +46,6 @@ pub struct Leaks {
     pub totals: Vec<LeakTotals>,
     /// The groups of lost blocks, frames named.
     pub groups: Vec<LeakRecord>,
-}
-
-fn fields(rest: &str) -> impl Iterator<Item = (&str, &str)> {
-    rest.split(' ').filter_map(|f| f.split_once('='))
 }
 
 /// `BYTES/BLOCKS`.

@@ -35,10 +35,7 @@ pub fn parse_timeline(text: &str, start_us: u64) -> BTreeMap<u32, Vec<Sample>> {
         };
         let mut pid = None;
         let (mut t, mut live, mut committed, mut rss) = (None, None, None, None);
-        for field in fields.split(' ') {
-            let Some((key, value)) = field.split_once('=') else {
-                continue;
-            };
+        for (key, value) in crate::check_record::fields(fields) {
             let Ok(value) = value.parse::<u64>() else {
                 continue;
             };

@@ -137,7 +137,7 @@ fn number(fields: &BTreeMap<&str, &str>, key: &str) -> Option<u64> {
 }
 
 fn fields_of(rest: &str) -> BTreeMap<&str, &str> {
-    rest.split(' ').filter_map(|f| f.split_once('=')).collect()
+    crate::check_record::fields(rest).collect()
 }
 
 /// The profiles in the report file's text, by pid; frames not yet named.

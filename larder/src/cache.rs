@@ -110,22 +110,7 @@ pub unsafe fn unlock_after_fork() {
 /// With `exact` (a small or medium segment, whose pages cover exactly `min` bytes, so that
 /// nothing past them would ever be purged or counted) a larger span is always split at `min`.
 pub fn take(min: usize, need: usize, exact: bool) -> Option<Span> {
-    let e = {
-        let mut cache = CACHE.lock();
-        let mut best: Option<(usize, (usize, usize))> = None;
-        for i in 0..cache.len {
-            let e = cache.entries[i].span;
-            if e.size < min {
-                continue;
-            }
-            let cost = (e.dirty.abs_diff(need), e.size);
-            if best.is_none_or(|(_, best_cost)| cost < best_cost) {
-                best = Some((i, cost));
-            }
-        }
-        cache.remove(best?.0)
-    };
-    purge::remove_dirty(e.dirty);
+    let e = take_cheapest(|s| s.size >= min, |s| (s.dirty.abs_diff(need), s.size))?;
     let limit = if exact {
         min
     } else if e.dirty > 0 {
@@ -150,11 +135,23 @@ pub fn take(min: usize, need: usize, exact: bool) -> Option<Span> {
 /// that no cached span was large enough for: the caller moves its resident pages into the new
 /// block's reservation (`segment::obtain_span`). `None` when no such span is dirty.
 pub fn take_donor(max_dirty: usize) -> Option<Span> {
+    take_cheapest(
+        |s| (1..=max_dirty).contains(&s.dirty),
+        |s| core::cmp::Reverse(s.dirty),
+    )
+}
+
+/// Takes out of the cache the span `eligible` accepts at the least `cost` (the first of equal
+/// ones); its dirty bytes stop counting as free resident memory.
+fn take_cheapest<K: Ord>(
+    eligible: impl Fn(&Span) -> bool,
+    cost: impl Fn(&Span) -> K,
+) -> Option<Span> {
     let e = {
         let mut cache = CACHE.lock();
         let best = (0..cache.len)
-            .filter(|&i| (1..=max_dirty).contains(&cache.entries[i].span.dirty))
-            .max_by_key(|&i| cache.entries[i].span.dirty)?;
+            .filter(|&i| eligible(&cache.entries[i].span))
+            .min_by_key(|&i| cost(&cache.entries[i].span))?;
         cache.remove(best)
     };
     purge::remove_dirty(e.dirty);
