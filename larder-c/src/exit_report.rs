@@ -56,7 +56,7 @@ extern "C" fn write_at_exit() {
 }
 
 fn format_record() -> Line<768> {
-    let stats = larder_core::stats();
+    let stats = crate::backend::stats();
     let mut line = Line::new();
     line.push(b"larder-heap v1 pid=");
     // SAFETY: getpid and getppid have no preconditions.

@@ -25,6 +25,11 @@ pub mod backend {
     /// The core rounds requests up to malloc's alignment itself.
     pub const EXACT_SIZES: bool = false;
 
+    /// The heap figures of the exit record and the timeline: the core's.
+    pub fn stats() -> larder_core::Stats {
+        larder_core::stats()
+    }
+
     /// The core does not track which family (malloc, `new`, `new[]`) allocated a block: `alloc`.
     ///
     /// # Safety

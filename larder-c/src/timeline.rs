@@ -71,7 +71,7 @@ extern "C" fn sample_forever(fd: *mut c_void) -> *mut c_void {
 
 /// One timeline line, formatted on the stack.
 pub fn sample_line() -> Line<256> {
-    let stats = larder_core::stats();
+    let stats = crate::backend::stats();
     let mut line = Line::new();
     line.push(b"larder-timeline v1 pid=");
     // SAFETY: getpid has no preconditions.

@@ -32,10 +32,30 @@ pub mod backend {
     //! decides; the default liblarder.so has neither.
     use larder_core::check::{self, profile};
     pub use larder_core::check::{owns, AllocKind};
-    pub use larder_core::raw::write_stats;
     /// Check mode needs the requested size: what lies past it is redzone. The profiler
     /// samples requested sizes, and rounds them for the core itself.
     pub const EXACT_SIZES: bool = true;
+
+    /// The heap figures of the exit record, the timeline and `larder_print_stats`: the
+    /// program's own calls under check mode (the core's would count headers, redzones and
+    /// quarantined blocks, and miss guarded ones); the core's under the profiler, whose blocks
+    /// are the core's.
+    pub fn stats() -> larder_core::Stats {
+        if profile::enabled() {
+            larder_core::stats()
+        } else {
+            check::stats()
+        }
+    }
+
+    /// Writes [`stats`] as a human-readable report to `fd`, without allocating.
+    pub fn write_stats(fd: i32) {
+        if profile::enabled() {
+            larder_core::raw::write_stats(fd)
+        } else {
+            check::write_stats(fd)
+        }
+    }
 
     /// `size` bytes aligned to `align`.
     ///

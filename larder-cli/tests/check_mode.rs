@@ -16,16 +16,11 @@ use serde_json::Value;
 /// tests/c/check/NAME.c, compiled with debug info (no -rdynamic: the names
 /// must come from the CLI's symbolisation, not from dladdr).
 fn corpus_program(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/c/check");
-    let program = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("check-{name}"));
-    let status = Command::new("cc")
-        .args(["-O1", "-g", "-pthread", "-o"])
-        .arg(&program)
-        .arg(dir.join(format!("{name}.c")))
-        .status()
-        .expect("the system C compiler (cc) runs");
-    assert!(status.success(), "cc failed on {name}.c");
-    program
+    common::compile_c(
+        &format!("check/{name}.c"),
+        &format!("check-{name}"),
+        &["-O1", "-g", "-pthread"],
+    )
 }
 
 fn check_run(extra: &[&str], program: &Path, args: &[&str]) -> (Value, i32) {
@@ -177,4 +172,76 @@ fn leaks_are_in_the_summary_symbolised_and_not_on_the_programs_stderr() {
             .is_some_and(|l| l.contains("leak.c:"))
     });
     assert!(located, "no file:line for the allocation: {leaks}");
+}
+
+/// The heap figures of `run_summary COUNT SIZE LEAK` (tests/c/run_summary.c) under check mode,
+/// with `LARDER_GUARD=MODE`: alloc_count, free_count, requested_bytes, live_bytes,
+/// peak_live_bytes.
+fn check_mode_heap(guard: &str, count: u64, leak: u64) -> [i64; 5] {
+    let program = common::compile_c("run_summary.c", "check-run_summary", &["-O1"]);
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let output = Command::new(common::larder_with_check_library())
+        .args(["run", "--check", "--json", "--report"])
+        .arg(report.path())
+        .arg("--")
+        .arg(&program)
+        .args([count.to_string(), "256".into(), leak.to_string()])
+        .env("LARDER_GUARD", guard)
+        .output()
+        .expect("larder runs");
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(report.path()).unwrap()).unwrap();
+    let heap = &summary["heap"];
+    [
+        "alloc_count",
+        "free_count",
+        "requested_bytes",
+        "live_bytes",
+        "peak_live_bytes",
+    ]
+    .map(|f| {
+        heap[f]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no {f} in {summary}"))
+    })
+}
+
+/// Check mode keeps each block's requested size, so the figures are the program's calls and
+/// sizes exactly: not the core's blocks (headers, redzones, quarantined blocks still held), and
+/// guarded blocks, which never reach the core, count too. Two runs that differ only in the
+/// program's own work differ by exactly that work (C's start-up cancels out).
+#[test]
+fn check_modes_heap_figures_are_the_programs_own_calls() {
+    for guard in ["all", "off"] {
+        let base = check_mode_heap(guard, 2_000, 100);
+        let more = check_mode_heap(guard, 4_000, 100);
+        let leaked = check_mode_heap(guard, 2_000, 1_100);
+        let [allocs, frees, requested, live, peak] = core::array::from_fn(|i| more[i] - base[i]);
+        // Within a few: the run that frees more may start larder's purger thread, whose
+        // bookkeeping glibc's pthread_create allocates through malloc (288 bytes here).
+        let within_a_few = |d: i64, exact: i64| (exact..=exact + 1_024).contains(&d);
+        assert!(
+            (2_000..=2_004).contains(&allocs) && (2_000..=2_004).contains(&frees),
+            "LARDER_GUARD={guard}: {allocs} allocations, {frees} frees more"
+        );
+        // 2,000 more blocks of 256 bytes, and 2,000 more pointers in the calloc'd array.
+        assert!(
+            within_a_few(requested, 2_000 * (256 + 8)),
+            "LARDER_GUARD={guard}: {requested} bytes more requested"
+        );
+        // The extra blocks are freed; the array, larger by 16,000 bytes, is still live.
+        assert!(
+            within_a_few(live, 2_000 * 8),
+            "LARDER_GUARD={guard}: {live} bytes more live"
+        );
+        // Every block is live at once, with the array.
+        assert!(
+            within_a_few(peak, 2_000 * (256 + 8)),
+            "LARDER_GUARD={guard}: peak {peak} bytes higher"
+        );
+        assert!(base[4] >= 2_000 * (256 + 8), "LARDER_GUARD={guard}");
+        assert_eq!(leaked[1], base[1] - 1_000, "LARDER_GUARD={guard}");
+        assert_eq!(leaked[3] - base[3], 1_000 * 256, "LARDER_GUARD={guard}");
+    }
 }

@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
@@ -27,17 +27,11 @@ fn three_sites() -> PathBuf {
     static PROGRAM: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     PROGRAM
         .get_or_init(|| {
-            let source =
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/c/profile/three_sites.c");
-            let program = Path::new(env!("CARGO_TARGET_TMPDIR")).join("profile-three-sites");
-            let status = Command::new("cc")
-                .args(["-O2", "-g", "-o"])
-                .arg(&program)
-                .arg(source)
-                .status()
-                .expect("the system C compiler (cc) runs");
-            assert!(status.success(), "cc failed on three_sites.c");
-            program
+            common::compile_c(
+                "profile/three_sites.c",
+                "profile-three-sites",
+                &["-O2", "-g"],
+            )
         })
         .clone()
 }

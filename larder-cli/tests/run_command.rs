@@ -26,19 +26,7 @@ fn larder() -> &'static Path {
 /// tests/c/run_summary.c, compiled once with the system C compiler.
 fn run_summary_program() -> &'static Path {
     static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
-    PROGRAM.get_or_init(|| {
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/c/run_summary.c");
-        let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let program = out_dir.join("run_summary");
-        let status = Command::new("cc")
-            .args(["-O1", "-o"])
-            .arg(&program)
-            .arg(&source)
-            .status()
-            .expect("the system C compiler (cc) runs");
-        assert!(status.success(), "cc failed on {}", source.display());
-        program
-    })
+    PROGRAM.get_or_init(|| common::compile_c("run_summary.c", "run_summary", &["-O1"]))
 }
 
 fn larder_run(extra: &[&str], command: &[&str]) -> Output {

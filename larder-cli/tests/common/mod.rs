@@ -7,6 +7,25 @@ use std::sync::{Mutex, OnceLock};
 
 use serde_json::Value;
 
+/// `tests/c/SOURCE` (a path under the repository's tests/c), compiled by the system C compiler
+/// with `flags` into the test's scratch directory as `name`.
+#[allow(dead_code)] // each test binary compiles this module; not every one compiles C
+pub fn compile_c(source: &str, name: &str, flags: &[&str]) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/c")
+        .join(source);
+    let program = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let status = Command::new("cc")
+        .args(flags)
+        .arg("-o")
+        .arg(&program)
+        .arg(&source)
+        .status()
+        .expect("the system C compiler (cc) runs");
+    assert!(status.success(), "cc failed on {}", source.display());
+    program
+}
+
 /// The `larder` executable under test.
 pub fn larder_exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_larder"))

@@ -88,6 +88,18 @@ static GUARDED: AtomicU64 = AtomicU64::new(0);
 static UNGUARDED: AtomicU64 = AtomicU64::new(0);
 /// Whether `auto` went past its budget (and sampled from then on).
 static OVER_BUDGET: AtomicU32 = AtomicU32::new(0);
+/// Bytes of the data pages of live guarded blocks, and of the pool handed out (each block's
+/// pages and guard page, live or freed: address space is never reused), for the heap figures.
+static COMMITTED: AtomicUsize = AtomicUsize::new(0);
+static HANDED_OUT: AtomicUsize = AtomicUsize::new(0);
+
+/// Bytes of the pool's memory that may be resident, and of its address space used.
+pub fn memory() -> (usize, usize) {
+    (
+        COMMITTED.load(Ordering::Relaxed),
+        HANDED_OUT.load(Ordering::Relaxed),
+    )
+}
 
 /// Maps fresh anonymous pages at `[addr, addr + len)`, a page-aligned range of the pool's
 /// reservation, replacing what was there; false if the kernel refuses.
@@ -297,6 +309,8 @@ pub fn alloc(
     }
     pool.used += len + PAGE;
     pool.live += 1;
+    COMMITTED.fetch_add(len, Ordering::Relaxed);
+    HANDED_OUT.store(pool.used, Ordering::Relaxed);
     let user = placement(data, len, size, align, options::get());
     // SAFETY: the data pages are read-write now and the block's alone; fresh pages read as
     // zero, so a zeroed block needs nothing more.
@@ -370,6 +384,7 @@ pub fn free(ptr: usize, kind: Option<AllocKind>, op: &str, at: &Backtrace) {
     if let Some(kind) = kind {
         check_kind(s.kind, kind, (s.user, s.size), s.alloc_stack, at);
     }
+    super::program_stats::freed(s.size);
     check_redzones(s, op, Some(at));
     s.free_stack.store(depot::insert(at), Ordering::Release);
     // The data pages are this block's; after this no one may touch them (a use after free
@@ -379,6 +394,7 @@ pub fn free(ptr: usize, kind: Option<AllocKind>, op: &str, at: &Backtrace) {
     let mut pool = POOL.lock();
     remap(s.data, s.len, libc::PROT_NONE, 0);
     pool.live -= 1;
+    COMMITTED.fetch_sub(s.len, Ordering::Relaxed);
 }
 
 /// Reports a changed byte in the redzones of a guarded block: the bytes before it in its first

@@ -10,6 +10,7 @@
 //! - `depot`: every distinct backtrace stored once, named by a 32-bit id;
 //! - `guard`: blocks placed against guard pages, and the fault handler that reports on them;
 //! - `leaks`: the live-block list and the conservative mark at exit;
+//! - `program_stats`: the program's calls and requested bytes, for its heap figures;
 //! - `quarantine`: freed blocks held, poisoned, first in first out;
 //! - `report`: error reports on stderr and in `LARDER_REPORT_FILE`, exit status 23;
 //! - `unwind_cache`: frame sizes learned per call site, for backtraces without the unwinder.
@@ -29,9 +30,12 @@ pub mod fail;
 mod guard;
 mod leaks;
 pub mod profile;
+mod program_stats;
 mod quarantine;
 pub mod report;
 mod unwind_cache;
+
+pub use program_stats::{stats, write_stats};
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
@@ -308,6 +312,16 @@ pub fn owns(ptr: *const u8) -> bool {
 }
 
 fn alloc_with(size: usize, align: usize, zeroed: bool, kind: AllocKind, bt: &Backtrace) -> *mut u8 {
+    let p = place(size, align, zeroed, kind, bt);
+    if !p.is_null() {
+        program_stats::allocated(size);
+    }
+    p
+}
+
+/// A new checked block, guarded or in a core block between redzones; null when none can be had
+/// (or fault injection says so).
+fn place(size: usize, align: usize, zeroed: bool, kind: AllocKind, bt: &Backtrace) -> *mut u8 {
     // Fault injection decides first: a failed realloc leaves the old block alone, as C's does
     // when memory runs out.
     if fail::inject(size, bt) {
@@ -449,6 +463,7 @@ fn release_to_quarantine(h: *mut Header, at: &Backtrace, op: &str) {
     let header = unsafe { &mut *h };
     let user = header.user();
     let size = header.size;
+    program_stats::freed(size);
     check_redzones(header, op, Some(at));
     header.free_stack = depot::insert(at);
     // SAFETY: the user bytes are the block's.
