@@ -65,13 +65,21 @@ pub fn fields(rest: &str) -> impl Iterator<Item = (&str, &str)> {
     rest.split(' ').filter_map(|f| f.split_once('='))
 }
 
+/// A field value as the library meant it: `%20`, `%0A` and `%25` (how it writes a space, a
+/// newline and `%` inside a value) decoded.
+pub fn unescape(v: &str) -> String {
+    v.replace("%20", " ")
+        .replace("%0A", "\n")
+        .replace("%25", "%")
+}
+
 /// The frames of a record field, `module+0xoffset;...`, not yet named.
 pub fn frames(v: &str) -> Vec<Frame> {
     v.split(';')
         .filter_map(|f| {
             let (module, offset) = f.rsplit_once('+')?;
             Some(Frame {
-                module: module.to_owned(),
+                module: unescape(module),
                 offset: hex(offset)?,
                 function: None,
                 location: None,
@@ -98,7 +106,7 @@ fn parse_error(line: &str) -> Option<ErrorRecord> {
         match key {
             "pid" => record.pid = value.parse().ok()?,
             "class" => record.class = value.to_owned(),
-            "op" => record.op = value.to_owned(),
+            "op" => record.op = unescape(value),
             "addr" => record.addr = hex(value)?,
             "block" => record.block = hex(value),
             "size" => record.size = value.parse().ok(),
@@ -326,5 +334,16 @@ mod tests {
         assert_eq!(r.at[1].offset, 0x20);
         assert_eq!(r.alloc.len(), 1);
         assert!(r.free.is_empty());
+    }
+
+    #[test]
+    fn words_with_spaces_in_a_record_are_read_whole() {
+        let text = "larder-error v1 pid=7 class=alloc-dealloc-mismatch \
+                    op=operator%20delete,%20of%20a%20block%20from%20malloc addr=0x10 \
+                    at=/home/my%20dir/prog+0x20;/lib/100%25.so+0x1\n";
+        let r = &parse_errors(text)[0];
+        assert_eq!(r.op, "operator delete, of a block from malloc");
+        assert_eq!(r.at[0].module, "/home/my dir/prog");
+        assert_eq!(r.at[1].module, "/lib/100%.so");
     }
 }

@@ -151,6 +151,41 @@ impl Backtrace {
     pub fn frames(&self) -> &[usize] {
         &self.frames[..(self.len as usize).min(MAX_FRAMES)]
     }
+
+    /// The frames a report shows: without the innermost ones that lie in larder's own shared
+    /// library (liblarder_check.so's `malloc`, its C rules and the checks), so that frame #0 is
+    /// the program's call, as a reader looks for the culprit. Where larder is linked into the
+    /// program (Rust's `Checked`), its frames share the program's module and are all kept; so
+    /// are they all when no frame is the program's.
+    pub fn shown(&self) -> &[usize] {
+        let frames = self.frames();
+        let Some(own) = own_library_base() else {
+            return frames;
+        };
+        let outside = |&ret: &usize| locate(call_site(ret)).is_none_or(|l| l.base != own);
+        match frames.iter().position(outside) {
+            Some(first) => &frames[first..],
+            None => frames,
+        }
+    }
+}
+
+/// The load base of the shared library this code is in, or `None` when it is linked into the
+/// program itself (or cannot be told). Looked up once, on the reporting path.
+fn own_library_base() -> Option<usize> {
+    use core::sync::atomic::{AtomicUsize, Ordering};
+    /// 0: not looked up yet; 1: not a shared library; else the base.
+    static OWN: AtomicUsize = AtomicUsize::new(0);
+    let mut base = OWN.load(Ordering::Relaxed);
+    if base == 0 {
+        let here = own_library_base as fn() -> Option<usize> as usize;
+        base = match locate(here) {
+            Some(l) if l.module.windows(3).any(|w| w == b".so") && l.base > 1 => l.base,
+            _ => 1,
+        };
+        OWN.store(base, Ordering::Relaxed);
+    }
+    (base != 1).then_some(base)
 }
 
 struct OuterWalk<'a> {
@@ -243,7 +278,7 @@ fn call_site(ret: usize) -> usize {
 
 /// Writes one line per frame, `#0 0xADDR symbol+0xOFF (module+0xOFF)`, without allocating.
 pub fn write_frames(w: &mut Writer, bt: &Backtrace) {
-    for (i, &ret) in bt.frames().iter().enumerate() {
+    for (i, &ret) in bt.shown().iter().enumerate() {
         let pc = call_site(ret);
         w.str("    #");
         w.u64(i as u64);

@@ -178,6 +178,20 @@ pub(super) fn check_kind(
     if allocated == freed || !options::get().mismatch {
         return;
     }
+    // A block that went through a private copy of C++'s operators took C's function inside it.
+    let allocated = match allocated {
+        AllocKind::Malloc => private_operator(&depot::get(alloc_stack), b"_Znw", b"_Zna"),
+        kind => Some(kind),
+    }
+    .unwrap_or(allocated);
+    let freed = match freed {
+        AllocKind::Malloc => private_operator(at, b"_Zdl", b"_Zda"),
+        kind => Some(kind),
+    }
+    .unwrap_or(freed);
+    if allocated == freed {
+        return;
+    }
     let op = match (allocated, freed) {
         (AllocKind::Malloc, AllocKind::New) => "operator delete, of a block from malloc",
         (AllocKind::Malloc, _) => "operator delete[], of a block from malloc",
@@ -196,6 +210,23 @@ pub(super) fn check_kind(
         free: None,
         at: Some(at),
     });
+}
+
+/// The family of C++'s operator whose own copy called `malloc` or `free` at the innermost frame
+/// of `stack` outside larder (named through the dynamic symbol table: `single` and `array` are
+/// the mangled prefixes of the scalar and array forms), if it is one. A library that links the
+/// C++ runtime statically keeps such a copy: LLVM's `operator new` calls `malloc`, and the
+/// program's `delete` then reaches check mode's; that pair is not a mismatch.
+fn private_operator(stack: &Backtrace, single: &[u8], array: &[u8]) -> Option<AllocKind> {
+    let &ret = stack.shown().first()?;
+    let symbol = backtrace::locate(ret.saturating_sub(1))?.symbol;
+    if symbol.starts_with(single) {
+        Some(AllocKind::New)
+    } else if symbol.starts_with(array) {
+        Some(AllocKind::NewArray)
+    } else {
+        None
+    }
 }
 
 /// Resizes a checked block (always by moving it, so stale pointers to the old one are found).

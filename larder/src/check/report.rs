@@ -107,6 +107,20 @@ impl Record {
         }
     }
 
+    /// Pushes a field value that may hold spaces (an operation's words, a module's path), with
+    /// each space, newline and `%` written as `%20`, `%0A`, `%25`: fields are split at spaces and
+    /// records at newlines, and larder-cli decodes these back.
+    pub(crate) fn push_word(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            match b {
+                b' ' => self.push(b"%20"),
+                b'\n' => self.push(b"%0A"),
+                b'%' => self.push(b"%25"),
+                _ => self.push(core::slice::from_ref(&b)),
+            }
+        }
+    }
+
     pub(crate) fn num(&mut self, v: u64, radix: u64) {
         let mut digits = [0u8; 20];
         let mut i = digits.len();
@@ -130,14 +144,14 @@ impl Record {
         self.push(b" ");
         self.push(key);
         self.push(b"=");
-        for (i, &ret) in bt.frames().iter().enumerate() {
+        for (i, &ret) in bt.shown().iter().enumerate() {
             if i > 0 {
                 self.push(b";");
             }
             let pc = ret.saturating_sub(1);
             match backtrace::locate(pc) {
                 Some(loc) => {
-                    self.push(loc.module);
+                    self.push_word(loc.module);
                     self.push(b"+");
                     self.num(pc.wrapping_sub(loc.base) as u64, 16);
                 }
@@ -161,7 +175,7 @@ fn write_record(e: &Error) {
     r.push(b" class=");
     r.push(e.class.as_bytes());
     r.push(b" op=");
-    r.push(e.op.as_bytes());
+    r.push_word(e.op.as_bytes());
     r.push(b" addr=");
     r.num(e.addr as u64, 16);
     if let Some((start, size)) = e.block {
