@@ -12,7 +12,14 @@
  * The malloc family keeps glibc's semantics, declared where C declares them
  * (<stdlib.h>, <malloc.h>):
  *   malloc, calloc, realloc, reallocarray, free, aligned_alloc,
- *   posix_memalign, memalign, valloc, pvalloc, malloc_usable_size, cfree.
+ *   posix_memalign, memalign, valloc, pvalloc, malloc_usable_size, cfree,
+ *   and glibc's internal names __libc_malloc, __libc_calloc, __libc_realloc,
+ *   __libc_free, __libc_memalign, __libc_valloc, __libc_pvalloc.
+ * glibc's introspection answers with larder's figures: mallinfo2 and mallinfo
+ *   (arena: memory held; uordblks: bytes in live blocks; fordblks: the rest;
+ *   the other fields 0), malloc_trim (every free page back to the OS now; 1
+ *   when memory went back), malloc_stats (larder's report on stderr). mallopt
+ *   stays glibc's: its settings have no meaning for larder.
  * - Failure is NULL with errno = ENOMEM: any size above PTRDIFF_MAX, calloc and
  *   reallocarray whose count * size overflows. A failed realloc leaves the old
  *   block as it was.

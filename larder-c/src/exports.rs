@@ -134,7 +134,34 @@ pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
 /// `larder_stats_print()`: larder's statistics, human-readable, on stderr.
 #[no_mangle]
 pub extern "C" fn larder_stats_print() {
-    larder_core::raw::write_stats(libc::STDERR_FILENO);
+    crate::backend::write_stats(libc::STDERR_FILENO);
+}
+
+/// glibc's internal names of the functions above, `__libc_malloc` and the rest, as forwarders:
+/// a few programs and libraries call them directly, and a block from larder given to glibc's
+/// `__libc_free` would abort the program.
+macro_rules! glibc_internal_names {
+    ($($alias:ident => $public:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)?;)*) => {$(
+        #[doc = concat!("`", stringify!($alias), "`: `", stringify!($public), "`.")]
+        ///
+        /// # Safety
+        /// As the public function's.
+        #[no_mangle]
+        pub unsafe extern "C" fn $alias($($arg: $ty),*) $(-> $ret)? {
+            // SAFETY: the caller's contract is the public function's.
+            unsafe { $public($($arg),*) }
+        }
+    )*};
+}
+
+glibc_internal_names! {
+    __libc_malloc => malloc(size: usize) -> *mut c_void;
+    __libc_calloc => calloc(count: usize, size: usize) -> *mut c_void;
+    __libc_realloc => realloc(ptr: *mut c_void, size: usize) -> *mut c_void;
+    __libc_free => free(ptr: *mut c_void);
+    __libc_memalign => memalign(align: usize, size: usize) -> *mut c_void;
+    __libc_valloc => valloc(size: usize) -> *mut c_void;
+    __libc_pvalloc => pvalloc(size: usize) -> *mut c_void;
 }
 
 /// `larder_collect(force)`: gives memory larder does not use back to the OS

@@ -8,6 +8,7 @@
 //! - [`c_rules`]: what C expects of them (errno, overflow, alignment rules,
 //!   `realloc(p, 0)`), written once, over [`backend`] (larder-check-c compiles
 //!   these same files over check mode's entry points);
+//! - [`glibc_ext`]: glibc's `mallinfo`, `malloc_trim` and `malloc_stats`, with larder's figures;
 //! - [`foreign`]: the one-time warning for pointers larder did not allocate;
 //! - [`exit_report`]: the heap record written at exit for `larder run`;
 //! - [`early_init`]: larder set up (its `fork` handlers registered) from a constructor;
@@ -56,6 +57,7 @@ pub mod early_init;
 pub mod exit_report;
 pub mod exports;
 pub mod foreign;
+pub mod glibc_ext;
 pub mod line;
 pub mod timeline;
 

@@ -21,6 +21,8 @@ pub mod exit_report;
 pub mod exports;
 #[path = "../../larder-c/src/foreign.rs"]
 pub mod foreign;
+#[path = "../../larder-c/src/glibc_ext.rs"]
+pub mod glibc_ext;
 #[path = "../../larder-c/src/line.rs"]
 pub mod line;
 #[path = "../../larder-c/src/timeline.rs"]

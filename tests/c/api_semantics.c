@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <malloc.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,7 +281,75 @@ static void check_no_overlap(void) {
     CHECK(intact, "live blocks do not overlap");
 }
 
+/* glibc's internal names, which a few libraries call directly: a block from one name is
+ * freed by the other, so both must be the same allocator's. */
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void __libc_free(void *);
+extern void *__libc_memalign(size_t, size_t);
+
+static void check_glibc_internal_names(void) {
+    void *a = __libc_malloc(100);
+    void *b = malloc(100);
+    CHECK(a != NULL && b != NULL && malloc_usable_size(a) >= 100, "__libc_malloc serves blocks");
+    a = __libc_realloc(a, 5000);
+    CHECK(a != NULL && malloc_usable_size(a) >= 5000, "__libc_realloc resizes a block");
+    free(a);
+    __libc_free(b);
+    unsigned char *z = __libc_calloc(10, 100);
+    CHECK(z != NULL && all_bytes_are(z, 1000, 0), "__libc_calloc zeroes");
+    free(z);
+    void *m = __libc_memalign(4096, 100);
+    CHECK(m != NULL && is_aligned(m, 4096), "__libc_memalign aligns");
+    __libc_free(m);
+}
+
+static size_t resident_bytes(void) {
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+        fclose(f);
+    }
+    return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* mallinfo2 counts the bytes in use; after the frees and malloc_trim their memory is back with
+ * the OS (glibc gives it back as its heap's top shrinks on free, larder on the trim). */
+static void check_mallinfo_and_trim(void) {
+    enum { COUNT = 40000, SIZE = 1000 };
+    static void *blocks[COUNT];
+    struct mallinfo2 before = mallinfo2();
+    for (int i = 0; i < COUNT; i++) {
+        blocks[i] = malloc(SIZE);
+        if (blocks[i]) memset(blocks[i], 0x3c, SIZE);
+    }
+    struct mallinfo2 during = mallinfo2();
+    CHECK(during.uordblks >= before.uordblks + (size_t)COUNT * SIZE,
+          "mallinfo2 counts the bytes of live blocks");
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations" /* programs still call it */
+    CHECK(mallinfo().uordblks >= (int)(COUNT * SIZE), "mallinfo counts them too");
+#pragma GCC diagnostic pop
+    size_t held = resident_bytes();
+    for (int i = 0; i < COUNT; i++) free(blocks[i]);
+    CHECK(mallinfo2().uordblks + (size_t)COUNT * SIZE / 2 <= during.uordblks,
+          "mallinfo2's bytes in use fall after the frees");
+    int trimmed = malloc_trim(0);
+    /* Check mode holds freed blocks in its quarantine (and LARDER_GUARD marks its runs):
+     * there, nothing freed is free yet. */
+    if (!getenv("LARDER_GUARD")) {
+        CHECK(trimmed == 1, "malloc_trim says memory went back");
+        CHECK(resident_bytes() + (size_t)COUNT * SIZE / 2 <= held,
+              "malloc_trim gives the freed blocks' memory back to the OS");
+    }
+    malloc_stats();
+}
+
 int main(void) {
+    check_glibc_internal_names();
+    check_mallinfo_and_trim();
     check_malloc_zero_and_free_null();
     check_out_of_memory();
     check_posix_memalign_einval();
