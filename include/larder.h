@@ -78,6 +78,8 @@
  *                                   `larder run --check` prints both in its
  *                                   summary)
  *   LARDER_LEAKS=on|off             check mode: leak check at exit (on)
+ *   LARDER_LEAKS_FAIL=on|off        check mode: exit status 23 when blocks were
+ *                                   lost at exit, as LeakSanitizer does (off)
  *   LARDER_MISMATCH=on|off          check mode: report new/free, malloc/delete,
  *                                   new[]/delete mismatches (on)
  *   LARDER_FAIL=SPEC                fault injection (nth:N, every:N,

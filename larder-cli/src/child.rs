@@ -52,6 +52,9 @@ pub fn run_with_summary(args: &RunArgs) -> Result<u8, Failure> {
     if args.keep_going {
         environment.push(("LARDER_CHECK_ERRORS", OsString::from("continue")));
     }
+    if args.leaks_fail {
+        environment.push(("LARDER_LEAKS_FAIL", OsString::from("on")));
+    }
     if args.profile {
         environment.push(("LARDER_PROFILE", profile_rate(&args.profile_rate)?));
     }

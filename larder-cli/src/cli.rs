@@ -47,6 +47,12 @@ pub struct RunArgs {
     #[arg(long, requires = "check")]
     pub keep_going: bool,
 
+    /// With --check: end with status 23 when blocks were lost at exit (definitely or
+    /// indirectly), as LeakSanitizer does (LARDER_LEAKS_FAIL=on); without it, leaks are
+    /// reported and the status is the program's.
+    #[arg(long, requires = "check")]
+    pub leaks_fail: bool,
+
     /// The liblarder.so to preload [default: the one beside this executable].
     #[arg(long, value_name = "PATH", env = "LARDER_LIB")]
     pub lib: Option<PathBuf>,

@@ -245,3 +245,21 @@ fn check_modes_heap_figures_are_the_programs_own_calls() {
         assert_eq!(leaked[3] - base[3], 1_000 * 256, "LARDER_GUARD={guard}");
     }
 }
+
+/// Leaks keep the program's status, unless `--leaks-fail` asks for LeakSanitizer's 23; a program
+/// that loses nothing keeps its status either way.
+#[test]
+fn leaks_fail_ends_a_leaking_program_with_status_23() {
+    let leak = corpus_program("leak");
+    let (plain, status) = check_run(&[], &leak, &["100"]);
+    assert_eq!(status, 0, "{plain}");
+    let (failing, status) = check_run(&["--leaks-fail"], &leak, &["100"]);
+    assert_eq!(status, 23, "{failing}");
+    assert!(
+        failing["heap"].is_object(),
+        "the heap record is still written: {failing}"
+    );
+    let clean = corpus_program("clean_fork");
+    let (summary, status) = check_run(&["--leaks-fail"], &clean, &[]);
+    assert_eq!(status, 0, "{summary}");
+}

@@ -127,6 +127,8 @@ pub struct Options {
     pub check_verbose: bool,
     /// `LARDER_LEAKS`.
     pub leaks: bool,
+    /// `LARDER_LEAKS_FAIL`.
+    pub leaks_fail: bool,
     /// `LARDER_MISMATCH`.
     pub mismatch: bool,
     /// `LARDER_FAIL`: the fault-injection specification, parsed by the fault injector.
@@ -153,6 +155,7 @@ impl Options {
         guard_align: GuardAlign::C,
         check_verbose: false,
         leaks: true,
+        leaks_fail: false,
         mismatch: true,
         fail: Text::empty(),
         fail_log: false,
@@ -293,6 +296,15 @@ pub static VARIABLES: &[Variable] = &[
         default: "on",
         help: "check mode: look for leaked blocks at exit (a conservative mark from the roots)",
         parse: |o, v| store_flag(&mut o.leaks, v),
+    },
+    Variable {
+        name: "LARDER_LEAKS_FAIL",
+        values: "on | off",
+        default: "off",
+        help: "check mode: end with exit status 23 when blocks were lost (definitely or \
+               indirectly), as LeakSanitizer does; off, leaks are reported and the status is the \
+               program's",
+        parse: |o, v| store_flag(&mut o.leaks_fail, v),
     },
     Variable {
         name: "LARDER_MISMATCH",

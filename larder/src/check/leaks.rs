@@ -346,8 +346,8 @@ fn stack_roots_start(caller: Caller) -> usize {
 }
 
 /// Runs the leak check and reports what is lost; holds every shard's lock throughout, so
-/// threads still allocating wait.
-pub fn check(caller: Caller) {
+/// threads still allocating wait. Whether any block was lost (definitely or indirectly).
+pub fn check(caller: Caller) -> bool {
     let mut shards: [Option<crate::sync::LockGuard<'static, List>>; SHARDS] =
         [const { None }; SHARDS];
     for (guard, shard) in shards.iter_mut().zip(&LIVE) {
@@ -360,13 +360,13 @@ pub fn check(caller: Caller) {
         .sum::<usize>()
         + super::guard::live_count();
     let Some(mut table) = Mapped::new(n * core::mem::size_of::<Entry>()) else {
-        return;
+        return false;
     };
     let Some(mut work_map) = Mapped::new(n * core::mem::size_of::<usize>()) else {
-        return;
+        return false;
     };
     let Some(mut maps_map) = Mapped::new(4 << 20) else {
-        return;
+        return false;
     };
     // The scan's own tables hold block addresses: they are no roots; nor are check mode's other
     // mappings.
@@ -479,8 +479,9 @@ pub fn check(caller: Caller) {
             marker.drain(INDIRECT, i);
         }
     }
-    report(marker.blocks);
+    let lost = report(marker.blocks);
     drop(shards);
+    lost
 }
 
 /// Groups lost blocks by kind and allocation stack and reports the groups (definitely lost
@@ -489,7 +490,8 @@ pub fn check(caller: Caller) {
 /// set, stderr gets them only with `LARDER_CHECK_VERBOSE=on`: whoever set the file reads it
 /// (`larder run --check` puts them in its summary), and a program whose children must keep
 /// stderr clean (tests that fork and compare a child's stderr) stays correct under check mode.
-fn report(blocks: &mut [Entry]) {
+/// Whether any block was lost.
+fn report(blocks: &mut [Entry]) -> bool {
     let mut totals = [(0u64, 0u64); 4];
     for b in blocks.iter() {
         totals[b.state as usize].0 += (b.end - b.start) as u64;
@@ -499,12 +501,12 @@ fn report(blocks: &mut [Entry]) {
     let on_stderr = o.report_file.as_c_str().is_none() || o.check_verbose;
     write_summary_record(&totals);
     if totals[DEFINITE as usize].1 + totals[INDIRECT as usize].1 == 0 {
-        return;
+        return false;
     }
     blocks.sort_unstable_by_key(|b| (b.state, b.stack));
     // Groups: runs of equal (state, stack) among the lost blocks, in a mapped table.
     let Some(mut groups_map) = Mapped::new(blocks.len() * core::mem::size_of::<Group>()) else {
-        return;
+        return true;
     };
     let groups: &mut [Group] = groups_map.slice(blocks.len());
     let mut count = 0;
@@ -567,7 +569,7 @@ fn report(blocks: &mut [Entry]) {
         r.append_to_report_file();
     }
     if !on_stderr {
-        return;
+        return true;
     }
     w.str("larder check: leak summary:");
     for (label, state) in [
@@ -584,6 +586,7 @@ fn report(blocks: &mut [Entry]) {
     }
     w.str("\n");
     w.flush();
+    true
 }
 
 /// The totals of the leak search, `larder-leak-summary v1 pid=P definite=BYTES/BLOCKS

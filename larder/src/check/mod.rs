@@ -287,7 +287,8 @@ pub unsafe fn usable_size(ptr: *const u8) -> usize {
 
 /// The checks at exit: blocks still in the quarantine are verified for writes after free, the
 /// redzones of blocks still live are checked, and live blocks no longer reachable are reported
-/// as leaks (unless `LARDER_LEAKS=off`).
+/// as leaks (unless `LARDER_LEAKS=off`); with `LARDER_LEAKS_FAIL=on` and blocks lost, the
+/// process then ends with status 23.
 /// Call it once, at the end of `main`.
 #[inline(never)]
 pub fn at_exit() {
@@ -295,26 +296,31 @@ pub fn at_exit() {
     // checks' own (see `leaks::Caller::Program`).
     let marker = 0usize;
     let frames_from = core::hint::black_box(&marker) as *const usize as usize;
-    exit_checks(leaks::Caller::Program { frames_from });
+    if exit_checks(leaks::Caller::Program { frames_from }) {
+        // SAFETY: _exit has no preconditions; the reports are written.
+        unsafe { libc::_exit(report::EXIT_STATUS) };
+    }
 }
 
 /// As [`at_exit`], for a library's `.fini_array` function run by `exit` (liblarder_check.so's):
-/// the frames of the exit machinery on the stack are not roots of the leak mark.
-pub fn at_exit_from_fini() {
-    exit_checks(leaks::Caller::ExitMachinery);
+/// the frames of the exit machinery on the stack are not roots of the leak mark. Returns
+/// whether the process is to end with status 23 for its leaks (`LARDER_LEAKS_FAIL=on`), which
+/// the caller does once its own records are written.
+pub fn at_exit_from_fini() -> bool {
+    exit_checks(leaks::Caller::ExitMachinery)
 }
 
+/// Whether blocks were lost and `LARDER_LEAKS_FAIL` asks for status 23.
 #[inline(never)]
-fn exit_checks(caller: leaks::Caller) {
+fn exit_checks(caller: leaks::Caller) -> bool {
     fail::at_exit();
     guard::write_summary();
     quarantine::drain(leave_quarantine);
     // Blocks never freed had their redzones checked by no free: check them now.
     leaks::for_each_live(|h| check_redzones(h, "exit", None));
     guard::check_live_redzones("exit");
-    if options::get().leaks {
-        leaks::check(caller);
-    }
+    let o = options::get();
+    o.leaks && leaks::check(caller) && o.leaks_fail
 }
 
 /// Registers check mode's fork handlers (its locks are held across `fork`, so a child of a
