@@ -24,6 +24,20 @@ pub struct Frame {
     pub function: Option<String>,
     /// `file:line`, when debug info has it.
     pub location: Option<String>,
+    /// The functions the call site was inlined into, innermost first, each with its own
+    /// `file:line`: the call chain the compiler folded into this one frame (a Rust
+    /// `Box::drop` into the function that dropped it, a C `static inline` helper).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inlined_into: Vec<InlinedCaller>,
+}
+
+/// A function a frame's call site was inlined into.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct InlinedCaller {
+    /// The function.
+    pub function: Option<String>,
+    /// `file:line` of the inlined call in it.
+    pub location: Option<String>,
 }
 
 /// One error check mode reported.
@@ -83,6 +97,7 @@ pub fn frames(v: &str) -> Vec<Frame> {
                 offset: hex(offset)?,
                 function: None,
                 location: None,
+                inlined_into: Vec::new(),
             })
         })
         .collect()
@@ -224,15 +239,27 @@ impl Symbolizer {
         // address 0, so the offset from the load base is the address in the file.
         let probe = frame.offset;
         if let Ok(mut frames) = loader.find_frames(probe) {
-            // The innermost (possibly inlined) function is the one at the call site.
-            if let Ok(Some(f)) = frames.next() {
-                frame.function = f
-                    .function
+            // The innermost (possibly inlined) function is the one at the call site; the
+            // others, outward, are the functions it was inlined into.
+            let name = |f: &addr2line::Frame<_>| {
+                f.function
                     .as_ref()
-                    .and_then(|n| n.demangle().ok().map(|n| n.into_owned()));
-                frame.location = f
-                    .location
-                    .and_then(|l| Some(format!("{}:{}", l.file?, l.line.unwrap_or(0))));
+                    .and_then(|n| n.demangle().ok().map(|n| n.into_owned()))
+            };
+            let location = |f: &addr2line::Frame<_>| {
+                f.location
+                    .as_ref()
+                    .and_then(|l| Some(format!("{}:{}", l.file?, l.line.unwrap_or(0))))
+            };
+            if let Ok(Some(f)) = frames.next() {
+                frame.function = name(&f);
+                frame.location = location(&f);
+            }
+            while let Ok(Some(f)) = frames.next() {
+                frame.inlined_into.push(InlinedCaller {
+                    function: name(&f),
+                    location: location(&f),
+                });
             }
         }
         if frame.function.is_none() {
@@ -277,18 +304,23 @@ pub fn write_frames(out: &mut String, title: &str, frames: &[Frame]) {
         return;
     }
     let _ = writeln!(out, "    {title}:");
-    for (i, f) in frames.iter().enumerate() {
+    let mut i = 0;
+    for f in frames {
         let module = f.module.rsplit('/').next().unwrap_or(&f.module);
-        let _ = writeln!(
-            out,
-            "      #{i} {} {}({module}+{:#x})",
-            f.function.as_deref().unwrap_or("??"),
-            f.location
-                .as_deref()
-                .map(|l| format!("{l} "))
-                .unwrap_or_default(),
-            f.offset
-        );
+        let callers = f.inlined_into.iter().map(|c| (&c.function, &c.location));
+        for (function, location) in std::iter::once((&f.function, &f.location)).chain(callers) {
+            let _ = writeln!(
+                out,
+                "      #{i} {} {}({module}+{:#x})",
+                function.as_deref().unwrap_or("??"),
+                location
+                    .as_deref()
+                    .map(|l| format!("{l} "))
+                    .unwrap_or_default(),
+                f.offset
+            );
+            i += 1;
+        }
     }
 }
 

@@ -263,3 +263,27 @@ fn leaks_fail_ends_a_leaking_program_with_status_23() {
     let (summary, status) = check_run(&["--leaks-fail"], &clean, &[]);
     assert_eq!(status, 0, "{summary}");
 }
+
+/// A call site the compiler inlined is named with the function it sits in and, after it, each
+/// function it was inlined into (as `addr2line -i` names them): the culprit is in the stack
+/// even when its frame was folded into its caller's.
+#[test]
+fn inlined_functions_are_named_with_the_functions_they_were_inlined_into() {
+    let program = common::compile_c("symbols/inlined_free.c", "inlined_free", &["-O2", "-g"]);
+    let (summary, status) = check_run(&[], &program, &[]);
+    assert_eq!(status, 23, "{summary}");
+    let error = &summary["errors"][0];
+    assert_eq!(error["class"], "double-free", "{summary}");
+    let first = &error["at"][0];
+    assert_eq!(first["function"], "release", "{first}");
+    assert_eq!(
+        first["inlined_into"][0]["function"], "drop_twice",
+        "{first}"
+    );
+    assert!(
+        first["inlined_into"][0]["location"]
+            .as_str()
+            .is_some_and(|l| l.ends_with("inlined_free.c:15")),
+        "{first}"
+    );
+}
