@@ -94,8 +94,13 @@ pub fn run_with_summary(args: &RunArgs) -> Result<u8, Failure> {
         plot::draw(path, &title, outcome.pid, &timeline)?;
     }
     let mut summary = Summary::new(&args.command, &outcome, &records);
+    let mut symbols = Symbolizer::default();
+    if args.fail.is_some() {
+        let mut injected = crate::fail_record::parse(&report_text);
+        crate::fail_record::symbolize(&mut injected, &mut symbols);
+        summary.injected = Some(injected);
+    }
     if args.check {
-        let mut symbols = Symbolizer::default();
         let mut errors = parse_errors(&report_text);
         symbols.symbolize(&mut errors);
         summary.errors = Some(errors);

@@ -12,6 +12,7 @@ mod bench;
 mod check_record;
 mod child;
 mod cli;
+mod fail_record;
 mod heap_record;
 mod leak_record;
 mod locate;

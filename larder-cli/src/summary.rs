@@ -47,6 +47,9 @@ pub struct Summary {
     /// With `--check`: blocks lost at exit, per process and per allocation stack.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leaks: Option<Leaks>,
+    /// With `--fail`: the allocations fault injection made fail, frames symbolised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub injected: Option<Vec<crate::fail_record::InjectedFailure>>,
     /// With `--profile`: the sampled heap profile of each process, by pid.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<BTreeMap<u32, ProcessProfile>>,
@@ -96,6 +99,7 @@ impl Summary {
             errors: None,
             guard: None,
             leaks: None,
+            injected: None,
             profile: None,
             profile_top: 10,
         }
@@ -167,6 +171,9 @@ impl Summary {
         }
         if let Some(leaks) = &self.leaks {
             leaks.write_text(&mut out, self.pid, LEAK_GROUPS_SHOWN);
+        }
+        if let Some(injected) = &self.injected {
+            crate::fail_record::write_text(&mut out, injected);
         }
         if let Some(profiles) = &self.profile {
             crate::profile::write_text(&mut out, profiles, self.pid, self.profile_top);

@@ -323,6 +323,30 @@ fn fail_makes_the_chosen_allocation_return_null() {
     assert_eq!(output.status.signal(), None);
 }
 
+/// The summary lists each injected failure with its call site named from debug info.
+#[test]
+fn the_summary_names_where_each_injected_failure_was_called() {
+    let oom = oom_program(false);
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let report_path = report.path().to_str().unwrap();
+    larder_run(
+        &["--fail", "nth:3", "--json", "--report", report_path],
+        &[oom.to_str().unwrap()],
+    );
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(report.path()).unwrap()).unwrap();
+    let injected = summary["injected"].as_array().expect("injected failures");
+    assert_eq!(injected.len(), 1, "{summary}");
+    assert_eq!(
+        (&injected[0]["n"], &injected[0]["size"]),
+        (&Value::from(3), &Value::from(128))
+    );
+    assert_eq!(
+        injected[0]["at"][0]["function"], "parse_record",
+        "{summary}"
+    );
+}
+
 #[test]
 fn the_sweep_finds_exactly_the_unhandled_site_and_nothing_when_all_are_handled() {
     let oom = oom_program(false);
