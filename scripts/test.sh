@@ -16,6 +16,9 @@ bash tests/programs/compare.sh target/release/liblarder.so
 # The same real programs under check mode (issue 10), scaled to about two minutes: no error
 # report in any of their processes, and each still exits 0.
 bash tests/programs/check.sh target/release
+# Everyday tools (node, perl, CPython, coreutils, xz, git, g++, cargo ...) plain, preloaded and
+# under check mode: the same output and status all three ways, no error report (about 2 minutes).
+bash tests/programs/tools.sh target/release
 # larder-bench smoke run (issue 4): builds the workload process once per allocator, runs every
 # workload once at a tiny scale for every contender (Rust global allocators and the preloadable
 # Debian mallocs), and fails only if a run crashes or fails its self-check: no claim on speed.
