@@ -3,10 +3,12 @@
  * and pointers larder did not allocate (glibc's own blocks, the stack, mmap)
  * left alone by free, realloc and malloc_usable_size, reported once. */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -15,10 +17,21 @@
 #include "check.h"
 #include "larder.h"
 
-/* glibc's own allocator, still reachable under these names: the source of
- * blocks that larder did not allocate. */
-extern void *__libc_malloc(size_t size);
-extern void __libc_free(void *ptr);
+/* glibc's own allocator, the source of blocks that larder did not allocate: its malloc and
+ * free looked up in libc.so.6 itself (larder answers to every other name of them, glibc's
+ * internal __libc_malloc and __libc_free included, as mimalloc and jemalloc do). */
+static void *(*glibc_malloc)(size_t);
+static void (*glibc_free)(void *);
+
+static void find_glibc_allocator(void) {
+    void *libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+    glibc_malloc = libc ? (void *(*)(size_t))dlsym(libc, "malloc") : NULL;
+    glibc_free = libc ? (void (*)(void *))dlsym(libc, "free") : NULL;
+    if (!glibc_malloc || !glibc_free || (void *)glibc_malloc == (void *)malloc) {
+        fprintf(stderr, "larder_api: glibc's own malloc not found\n");
+        exit(2);
+    }
+}
 
 /* Hides where a pointer came from, so that GCC does not refuse, at compile
  * time, the bad frees this test makes on purpose. */
@@ -103,7 +116,8 @@ static void check_collect_returns_memory(void) {
 }
 
 static void check_foreign_pointers(void) {
-    char *theirs = __libc_malloc(64);
+    find_glibc_allocator();
+    char *theirs = glibc_malloc(64);
     memset(theirs, 'g', 64);
     char on_stack[64];
     memset(on_stack, 's', sizeof on_stack);
@@ -139,7 +153,7 @@ static void check_foreign_pointers(void) {
         free(p);
     }
     CHECK(ok, "larder keeps working after foreign pointers");
-    __libc_free(theirs);
+    glibc_free(theirs);
     munmap(mapped, 4096);
 }
 
