@@ -25,7 +25,7 @@ use core::sync::atomic::Ordering::Acquire;
 /// stores. Free places are chained through the table (`FREE_TAG` set, the next free place
 /// above it) and reused last out first, so the places in use stay few and warm.
 struct List {
-    /// The shard's part of `TABLES` (null until its first block).
+    /// The shard's first line of `TABLES` (null until its first block); see `List::place`.
     places: *mut usize,
     /// Places handed out so far, in use or free.
     used: usize,
@@ -44,7 +44,7 @@ unsafe impl Send for List {}
 struct Shard(Lock<List>);
 
 const SHARDS: usize = 64;
-/// Live blocks a shard can hold at once (its part of the reservation: 32 MiB, touched only
+/// Live blocks a shard can hold at once (its share of the reservation: 32 MiB, touched only
 /// as it fills). A block past it is not listed (nor checked at exit); 2^28 live blocks in all.
 const PLACES: usize = 1 << 22;
 /// A free place's tag (headers are 16-byte aligned, so a header's address never has it).
@@ -80,12 +80,25 @@ pub fn mapped_range() -> core::ops::Range<usize> {
     }
 }
 
+/// Places in a cache line.
+const LINE: usize = 8;
+
 impl List {
+    /// Where place `i` lies. The shards' tables are interleaved a cache line at a time: every
+    /// shard's first (busiest) places share a few pages, as the list heads did, and no line
+    /// is two shards'. (Tables one after the other put every shard's first places 32 MiB
+    /// apart, in the same cache sets, and each on a page of its own.)
+    fn place(&self, i: usize) -> *mut usize {
+        // Inside the reservation for `i < PLACES`, which callers keep to.
+        self.places
+            .wrapping_add(i / LINE * SHARDS * LINE + i % LINE)
+    }
+
     /// The headers in the table, in place order.
     fn headers(&self) -> impl Iterator<Item = *const Header> + '_ {
         (0..self.used).filter_map(move |i| {
             // SAFETY: places below `used` were written under the lock the caller holds.
-            let entry = unsafe { self.places.add(i).read() };
+            let entry = unsafe { self.place(i).read() };
             (entry & FREE_TAG == 0).then_some(entry as *const Header)
         })
     }
@@ -101,13 +114,13 @@ pub fn insert(h: *mut Header) {
             unsafe { (*h).place = UNLISTED };
             return;
         };
-        // SAFETY: the shard's part lies inside the reservation.
-        list.places = unsafe { all.add(shard * PLACES) };
+        // SAFETY: the shard's first line lies inside the reservation.
+        list.places = unsafe { all.add(shard * LINE) };
     }
     let place = if list.free != 0 {
         let place = list.free - 1;
         // SAFETY: a free place below `used`, holding the next free place (tagged).
-        list.free = unsafe { list.places.add(place).read() } >> 1;
+        list.free = unsafe { list.place(place).read() } >> 1;
         place
     } else if list.used < PLACES {
         list.used += 1;
@@ -117,10 +130,10 @@ pub fn insert(h: *mut Header) {
         unsafe { (*h).place = UNLISTED };
         return;
     };
-    // SAFETY: `place < PLACES`, inside the shard's part; `h` is a fresh header this thread
+    // SAFETY: `place < PLACES`, inside the reservation (`List::place`); `h` is a fresh header this thread
     // owns.
     unsafe {
-        list.places.add(place).write(h as usize);
+        list.place(place).write(h as usize);
         (*h).place = place;
     }
     list.count += 1;
@@ -135,7 +148,7 @@ pub fn remove(h: *mut Header) {
     }
     let mut list = LIVE[shard_index(h)].0.lock();
     // SAFETY: `place` was handed to `h` by `insert` in this shard and is still its own.
-    unsafe { list.places.add(place).write(list.free << 1 | FREE_TAG) };
+    unsafe { list.place(place).write(list.free << 1 | FREE_TAG) };
     list.free = place + 1;
     list.count -= 1;
 }
