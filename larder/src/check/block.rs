@@ -9,7 +9,7 @@
 //! it. Freed blocks are poisoned (up to `POISON_MAX` bytes) and checked when they leave the
 //! quarantine.
 
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 /// Marks a header written by check mode.
 pub const MAGIC: u32 = 0x1a4d_e7c4;
@@ -59,11 +59,12 @@ pub struct Header {
     pub alloc_stack: u32,
     /// Where it was freed (valid in `QUARANTINED` and `RELEASED`): a depot id.
     pub free_stack: u32,
-    /// Links of the live-block list (for the exit checks), changed under its shard's lock;
-    /// atomic so that a free may read a neighbour's links without the lock to prefetch them.
-    pub prev: AtomicUsize,
-    /// See `prev`.
-    pub next: AtomicUsize,
+    /// The block's place in its shard's table of live blocks (`leaks::UNLISTED`: none),
+    /// written when it is listed, read when it stops being live.
+    pub place: usize,
+    /// Unused: holds the canary against the user bytes (without it the header's padding
+    /// would lie between them, and a one-byte underflow would miss the canary).
+    pub _reserved: usize,
     /// Bytes of `REDZONE_BYTE`: broken by an underflow.
     pub canary: [u8; CANARY_LEN],
 }
@@ -117,8 +118,8 @@ pub unsafe fn bytes<'a>(start: usize, len: usize) -> &'a mut [u8] {
 }
 
 /// Asks the CPU to bring the cache line holding `addr` in, without waiting for it: the blocks
-/// that leave the quarantine and the live-list neighbours of a freed block are cold, and their
-/// lines can be on their way while other work is done. A hint only; any address may be passed.
+/// that leave the quarantine are cold, and their lines can be on their way while other work is
+/// done. A hint only; any address may be passed.
 #[inline(always)]
 pub fn prefetch(addr: usize) {
     #[cfg(target_arch = "x86_64")]

@@ -42,8 +42,9 @@ fn map_reserved(len: usize) -> Option<*mut u8> {
     (p != libc::MAP_FAILED).then_some(p.cast())
 }
 
-/// The mapping in `slot`, made on first use (a thread that loses the race unmaps its own).
-fn mapped<T>(slot: &AtomicPtr<T>, len: usize) -> Option<*mut T> {
+/// The mapping in `slot`, made on first use (a thread that loses the race unmaps its own):
+/// check mode's tables that must not come from the heap.
+pub(super) fn mapped<T>(slot: &AtomicPtr<T>, len: usize) -> Option<*mut T> {
     let p = slot.load(Ordering::Acquire);
     if !p.is_null() {
         return Some(p);

@@ -1,7 +1,10 @@
 //! Guard pages, as GWP-ASan and Electric Fence place blocks: a guarded block ends where a
 //! `PROT_NONE` page begins, in a pool of address space of its own, so a read or write one byte
-//! past its end faults at the instruction; a freed block's pages are made `PROT_NONE` too (and
-//! their memory handed back), so a read or write after free faults. A `SIGSEGV`/`SIGBUS`
+//! past its end faults at the instruction; a freed block's pages are made to fault too (and
+//! their memory handed back), so a read or write after free faults. On Linux 6.13 and later the
+//! pool is read-write in 2 MiB chunks covered with guard markers (`MADV_GUARD_INSTALL`), which
+//! a block's malloc takes off its pages and its free puts back, one `madvise` each; on older
+//! kernels each block is a mapping of its own, one `mmap` at malloc and one at free. A `SIGSEGV`/`SIGBUS`
 //! handler, installed when the pool is made, turns a fault inside the pool into a report
 //! (`heap-buffer-overflow`, `heap-buffer-underflow` or `use-after-free`, read or write, with the
 //! block and its stacks) and exits with status 23; faults elsewhere go to the handler that was
@@ -9,8 +12,8 @@
 //!
 //! Which blocks: `LARDER_GUARD=auto` (the default) guards every block until the guarded blocks
 //! have taken `LARDER_GUARD_BUDGET` of the pool (data and guard pages, live or freed: a freed
-//! block's memory goes back to the OS, but its system calls, one mmap at malloc and one at
-//! free, do not), then one in 1,024 (as GWP-ASan samples: one in 64 cost the C++ workload a
+//! block's memory goes back to the OS, but its system calls, one at malloc and one at free, do
+//! not), then one in 1,024 (as GWP-ASan samples: one in 64 cost the C++ workload a
 //! quarter of its time in `mprotect` and its TLB shootdowns; an allocation sampled out takes no
 //! lock); `all`, `1/N`, `off`. A small program thus gets Electric Fence's full coverage, and a
 //! program that allocates millions of blocks pays for a few thousand. Live guarded blocks'
@@ -73,12 +76,80 @@ struct Pool {
     used: usize,
     /// Live guarded blocks.
     live: usize,
+    /// Bytes of the pool made read-write and covered with guard markers (see `GUARD_REGIONS`),
+    /// ahead of `used`.
+    ready: usize,
 }
 
 static POOL: Lock<Pool> = Lock::new(Pool {
     used: PAGE,
     live: 0,
+    ready: 0,
 });
+
+/// Linux 6.13's guard regions (`madvise` advice values; not yet in the libc crate): a guard
+/// marker makes a page fault like `PROT_NONE` does, inside a read-write mapping, without a
+/// mapping of its own.
+const MADV_GUARD_INSTALL: i32 = 102;
+const MADV_GUARD_REMOVE: i32 = 103;
+/// How much of the pool is made ready at a time: one page table's worth of guard markers.
+const CHUNK: usize = 2 << 20;
+/// Whether guarded blocks are made with guard markers: 0 not tried yet, 1 yes, 2 no (the kernel
+/// refused them; blocks are then mapped and unmapped one `mmap` each, as before 6.13). With
+/// markers, a block's malloc is one `madvise` that takes them off its pages (which fault in as
+/// they are first written), and its free one that puts them back (and hands the memory back):
+/// neither splits nor merges a mapping, which made each `mmap` about three times as costly.
+static GUARD_REGIONS: AtomicU32 = AtomicU32::new(0);
+
+fn advise(addr: usize, len: usize, advice: i32) -> bool {
+    // SAFETY: the guard advice only changes how the pool's own pages fault (and drops their
+    // contents), in ranges callers own.
+    unsafe { libc::madvise(addr as *mut _, len, advice) == 0 }
+}
+
+/// Makes `[data, data + len)`, pages of the pool never handed out, read-write for a new block
+/// (pool locked); false if the kernel refuses.
+fn map_block(pool: &mut Pool, base: usize, data: usize, len: usize) -> bool {
+    if GUARD_REGIONS.load(Ordering::Relaxed) != 2 {
+        let end = data - base + len + PAGE;
+        if end > pool.ready {
+            // A block mapped the old way may lie past `ready`: chunks start above it.
+            let from = pool.ready.max(data - base);
+            let to = end.next_multiple_of(CHUNK).min(POOL_BYTES);
+            let chunk = (base + from, to - from);
+            if remap(chunk.0, chunk.1, libc::PROT_READ | libc::PROT_WRITE, 0)
+                && advise(chunk.0, chunk.1, MADV_GUARD_INSTALL)
+            {
+                pool.ready = to;
+                GUARD_REGIONS.store(1, Ordering::Relaxed);
+            } else {
+                remap(chunk.0, chunk.1, libc::PROT_NONE, 0);
+                GUARD_REGIONS.store(2, Ordering::Relaxed);
+            }
+        }
+        if end <= pool.ready {
+            return advise(data, len, MADV_GUARD_REMOVE);
+        }
+    }
+    // A fresh read-write mapping over the reserved pages, populated at once: the fills touch
+    // every page, and one system call that maps them costs less than mprotect and a page fault
+    // each.
+    remap(
+        data,
+        len,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_POPULATE,
+    )
+}
+
+/// Makes a freed block's pages fault and hands their memory back.
+fn unmap_block(data: usize, len: usize) {
+    // Guard markers where the kernel has them (a block mapped the old way takes them too),
+    // else a fresh inaccessible mapping: one system call instead of mprotect and madvise.
+    if GUARD_REGIONS.load(Ordering::Relaxed) != 1 || !advise(data, len, MADV_GUARD_INSTALL) {
+        remap(data, len, libc::PROT_NONE, 0);
+    }
+}
 static BASE: AtomicUsize = AtomicUsize::new(0);
 static SLOTS: AtomicPtr<Slot> = AtomicPtr::new(ptr::null_mut());
 /// Slots written (published with `Release` after each is complete).
@@ -295,16 +366,7 @@ pub fn alloc(
     let base = base()?;
     install_handlers();
     let data = base + pool.used;
-    // SAFETY: `[data, data + len)` lies in the pool's reservation, unused until now.
-    // A fresh read-write mapping over the reserved pages, populated at once: the fills below
-    // touch every page, and one system call that maps them costs less than mprotect and a page
-    // fault each.
-    if !remap(
-        data,
-        len,
-        libc::PROT_READ | libc::PROT_WRITE,
-        libc::MAP_POPULATE,
-    ) {
+    if !map_block(&mut pool, base, data, len) {
         return None;
     }
     pool.used += len + PAGE;
@@ -388,11 +450,10 @@ pub fn free(ptr: usize, kind: Option<AllocKind>, op: &str, at: &Backtrace) {
     check_redzones(s, op, Some(at));
     s.free_stack.store(depot::insert(at), Ordering::Release);
     // The data pages are this block's; after this no one may touch them (a use after free
-    // faults, which is the point). A fresh inaccessible mapping over them both hands their
-    // memory back and makes them fault: one system call instead of mprotect and madvise.
-    // Under the pool's lock, so that the exit checks never read a block's pages as they go.
+    // faults, which is the point). Under the pool's lock, so that the exit checks never read a
+    // block's pages as they go.
     let mut pool = POOL.lock();
-    remap(s.data, s.len, libc::PROT_NONE, 0);
+    unmap_block(s.data, s.len);
     pool.live -= 1;
     COMMITTED.fetch_sub(s.len, Ordering::Relaxed);
 }

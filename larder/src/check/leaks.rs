@@ -15,73 +15,141 @@ use super::report::Record;
 use crate::options;
 use crate::report::Writer;
 use crate::sync::Lock;
-use core::sync::atomic::Ordering::Relaxed;
+use core::sync::atomic::AtomicPtr;
+use core::sync::atomic::Ordering::Acquire;
 
+/// A shard's live blocks: a table of header addresses in which a block keeps its place (its
+/// header records the index), so that taking a block out touches the table and its own header
+/// only. A doubly linked list through the headers wrote both neighbours' headers on every
+/// free: two live blocks anywhere in the heap, cold, and the lock's release waited for those
+/// stores. Free places are chained through the table (`FREE_TAG` set, the next free place
+/// above it) and reused last out first, so the places in use stay few and warm.
 struct List {
-    head: usize,
+    /// The shard's first line of `TABLES` (null until its first block); see `List::place`.
+    places: *mut usize,
+    /// Places handed out so far, in use or free.
+    used: usize,
+    /// The first free place below `used`, plus one (0: none).
+    free: usize,
     count: usize,
 }
 
-/// One lock and list per shard, a cache line each, so that threads allocating at once rarely
+// SAFETY: the table is touched only under the shard's lock.
+unsafe impl Send for List {}
+
+/// One lock and table per shard, a cache line each, so that threads allocating at once rarely
 /// meet on a lock (one global list made every malloc and free of every thread take the same
 /// lock).
 #[repr(align(64))]
 struct Shard(Lock<List>);
 
 const SHARDS: usize = 64;
+/// Live blocks a shard can hold at once (its share of the reservation: 32 MiB, touched only
+/// as it fills). A block past it is not listed (nor checked at exit); 2^28 live blocks in all.
+const PLACES: usize = 1 << 22;
+/// A free place's tag (headers are 16-byte aligned, so a header's address never has it).
+const FREE_TAG: usize = 1;
+/// The header's `place` of a block that is in no table.
+pub const UNLISTED: usize = usize::MAX;
 
-static LIVE: [Shard; SHARDS] = [const { Shard(Lock::new(List { head: 0, count: 0 })) }; SHARDS];
+static LIVE: [Shard; SHARDS] = [const {
+    Shard(Lock::new(List {
+        places: core::ptr::null_mut(),
+        used: 0,
+        free: 0,
+        count: 0,
+    }))
+}; SHARDS];
+/// Every shard's table, one reservation (so that the leak mark leaves out one range).
+static TABLES: AtomicPtr<usize> = AtomicPtr::new(core::ptr::null_mut());
+const TABLES_BYTES: usize = SHARDS * PLACES * core::mem::size_of::<usize>();
 
 /// The shard of a header: a hash of its address (headers are 16-byte aligned, and blocks of a
 /// size class are a multiple of 16 apart).
-fn shard_of(h: *mut Header) -> &'static Lock<List> {
+fn shard_index(h: *mut Header) -> usize {
     let a = h as usize >> 4;
-    &LIVE[(a ^ (a >> 6) ^ (a >> 12)) % SHARDS].0
+    (a ^ (a >> 6) ^ (a >> 12)) % SHARDS
+}
+
+/// The tables' mapping (empty until made): no root of the leak mark, since it points to
+/// every live block.
+pub fn mapped_range() -> core::ops::Range<usize> {
+    match TABLES.load(Acquire) as usize {
+        0 => 0..0,
+        p => p..p + TABLES_BYTES,
+    }
+}
+
+/// Places in a cache line.
+const LINE: usize = 8;
+
+impl List {
+    /// Where place `i` lies. The shards' tables are interleaved a cache line at a time: every
+    /// shard's first (busiest) places share a few pages, as the list heads did, and no line
+    /// is two shards'. (Tables one after the other put every shard's first places 32 MiB
+    /// apart, in the same cache sets, and each on a page of its own.)
+    fn place(&self, i: usize) -> *mut usize {
+        // Inside the reservation for `i < PLACES`, which callers keep to.
+        self.places
+            .wrapping_add(i / LINE * SHARDS * LINE + i % LINE)
+    }
+
+    /// The headers in the table, in place order.
+    fn headers(&self) -> impl Iterator<Item = *const Header> + '_ {
+        (0..self.used).filter_map(move |i| {
+            // SAFETY: places below `used` were written under the lock the caller holds.
+            let entry = unsafe { self.place(i).read() };
+            (entry & FREE_TAG == 0).then_some(entry as *const Header)
+        })
+    }
 }
 
 /// Adds a new block's header to the live blocks.
 pub fn insert(h: *mut Header) {
-    let mut list = shard_of(h).lock();
-    // SAFETY: `h` is a fresh header, and the shard's headers are live blocks', whose links
-    // change only under its lock.
-    unsafe {
-        (*h).prev.store(0, Relaxed);
-        (*h).next.store(list.head, Relaxed);
-        if list.head != 0 {
-            (*(list.head as *mut Header))
-                .prev
-                .store(h as usize, Relaxed);
-        }
+    let shard = shard_index(h);
+    let mut list = LIVE[shard].0.lock();
+    if list.places.is_null() {
+        let Some(all) = super::depot::mapped(&TABLES, TABLES_BYTES) else {
+            // SAFETY: `h` is a fresh header this thread owns.
+            unsafe { (*h).place = UNLISTED };
+            return;
+        };
+        // SAFETY: the shard's first line lies inside the reservation.
+        list.places = unsafe { all.add(shard * LINE) };
     }
-    list.head = h as usize;
+    let place = if list.free != 0 {
+        let place = list.free - 1;
+        // SAFETY: a free place below `used`, holding the next free place (tagged).
+        list.free = unsafe { list.place(place).read() } >> 1;
+        place
+    } else if list.used < PLACES {
+        list.used += 1;
+        list.used - 1
+    } else {
+        // SAFETY: as above.
+        unsafe { (*h).place = UNLISTED };
+        return;
+    };
+    // SAFETY: `place < PLACES`, inside the reservation (`List::place`); `h` is a fresh header this thread
+    // owns.
+    unsafe {
+        list.place(place).write(h as usize);
+        (*h).place = place;
+    }
     list.count += 1;
-}
-
-/// Starts bringing in the headers `remove(h)` will write, the block's neighbours in the list:
-/// they are any two live blocks, likely cold. Call it as early as the free allows.
-pub fn prefetch_neighbours(h: *mut Header) {
-    // SAFETY: `h` is a live header this thread owns; its links may change under another
-    // thread's remove of a neighbour, but the value read is only a hint.
-    let (prev, next) = unsafe { ((*h).prev.load(Relaxed), (*h).next.load(Relaxed)) };
-    super::block::prefetch(prev);
-    super::block::prefetch(next);
 }
 
 /// Takes a block that stops being live out of the live blocks.
 pub fn remove(h: *mut Header) {
-    let mut list = shard_of(h).lock();
-    // SAFETY: `h` is in this shard (it was live until its caller took it); neighbours are live.
-    unsafe {
-        let (prev, next) = ((*h).prev.load(Relaxed), (*h).next.load(Relaxed));
-        if prev != 0 {
-            (*(prev as *mut Header)).next.store(next, Relaxed);
-        } else {
-            list.head = next;
-        }
-        if next != 0 {
-            (*(next as *mut Header)).prev.store(prev, Relaxed);
-        }
+    // SAFETY: the caller owns the block (it won the block's state), so `place` is stable.
+    let place = unsafe { (*h).place };
+    if place == UNLISTED {
+        return;
     }
+    let mut list = LIVE[shard_index(h)].0.lock();
+    // SAFETY: `place` was handed to `h` by `insert` in this shard and is still its own.
+    unsafe { list.place(place).write(list.free << 1 | FREE_TAG) };
+    list.free = place + 1;
     list.count -= 1;
 }
 
@@ -91,16 +159,14 @@ pub fn remove(h: *mut Header) {
 pub fn for_each_live(mut f: impl FnMut(&Header)) {
     for shard in &LIVE {
         let list = shard.0.lock();
-        let mut h = list.head;
-        while h != 0 {
-            // SAFETY: the shard's headers are blocks' not yet given back to the core (a free
-            // takes a block out of the list before the quarantine can release it), and their
-            // links change only under the lock held here.
-            let header = unsafe { &*(h as *const Header) };
+        for h in list.headers() {
+            // SAFETY: the table's headers are blocks' not yet given back to the core (a free
+            // takes a block out of the table before the quarantine can release it), unchanged
+            // while the lock is held.
+            let header = unsafe { &*h };
             if header.state() == super::block::LIVE {
                 f(header);
             }
-            h = header.next.load(Relaxed);
         }
     }
 }
@@ -379,6 +445,7 @@ pub fn check(caller: Caller) -> bool {
         depot_index,
         depot_store,
         super::quarantine::mapped_range(),
+        mapped_range(),
         crate::segment_map::own_range(),
         guard_pool,
         guard_slots,
@@ -386,10 +453,9 @@ pub fn check(caller: Caller) -> bool {
     let blocks: &mut [Entry] = table.slice(n);
     let mut filled = 0;
     for list in shards.iter().flatten() {
-        let mut h = list.head;
-        while h != 0 && filled < n {
+        for h in list.headers().take(n - filled) {
             // SAFETY: the shards' headers are live blocks', unchanged while the locks are held.
-            let header = unsafe { &*(h as *const Header) };
+            let header = unsafe { &*h };
             let start = header.user();
             blocks[filled] = Entry {
                 start,
@@ -398,7 +464,6 @@ pub fn check(caller: Caller) -> bool {
                 state: UNMARKED,
             };
             filled += 1;
-            h = header.next.load(Relaxed);
         }
     }
     super::guard::for_each_live(|start, size, stack| {
@@ -609,4 +674,60 @@ fn write_summary_record(totals: &[(u64, u64); 4]) {
         r.num(count, 10);
     }
     r.append_to_report_file();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::AllocKind;
+
+    /// The headers of `ptrs` that `for_each_live` visits (other tests' blocks left out).
+    fn visited(ptrs: &[*mut Header]) -> Vec<usize> {
+        let mut seen = Vec::new();
+        for_each_live(|h| {
+            let a = h as *const Header as usize;
+            if ptrs.contains(&(a as *mut Header)) {
+                seen.push(a);
+            }
+        });
+        seen.sort_unstable();
+        seen
+    }
+
+    #[test]
+    fn only_blocks_still_listed_are_visited_and_places_are_reused() {
+        let mut headers: Vec<Header> = (0..200)
+            .map(|i| Header::new(i, 8, 0, AllocKind::Malloc))
+            .collect();
+        let ptrs: Vec<*mut Header> = headers.iter_mut().map(|h| h as *mut Header).collect();
+        for &h in &ptrs {
+            insert(h);
+        }
+        for &h in ptrs.iter().step_by(2) {
+            remove(h);
+        }
+        let odd: Vec<usize> = ptrs
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .map(|&h| h as usize)
+            .collect();
+        assert_eq!(visited(&ptrs), odd);
+        // Listed again: found again, in a place below the shard's high-water mark.
+        let used = |h: *mut Header| LIVE[shard_index(h)].0.lock().used;
+        let before = used(ptrs[0]);
+        insert(ptrs[0]);
+        assert_eq!(used(ptrs[0]), before);
+        // SAFETY: the headers are this test's.
+        assert_ne!(unsafe { (*ptrs[0]).place }, UNLISTED);
+        assert_eq!(visited(&ptrs[..2]), {
+            let mut v = vec![ptrs[0] as usize, ptrs[1] as usize];
+            v.sort_unstable();
+            v
+        });
+        for &h in ptrs.iter().skip(1).step_by(2).chain([&ptrs[0]]) {
+            remove(h);
+        }
+        assert!(visited(&ptrs).is_empty());
+    }
 }

@@ -39,7 +39,7 @@ pub use program_stats::{stats, write_stats};
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::Ordering;
 
 use self::backtrace::Backtrace;
 use self::block::{
@@ -410,7 +410,7 @@ fn place(size: usize, align: usize, zeroed: bool, kind: AllocKind, bt: &Backtrac
 }
 
 impl Header {
-    fn new(base: usize, size: usize, alloc_stack: u32, kind: AllocKind) -> Header {
+    pub(super) fn new(base: usize, size: usize, alloc_stack: u32, kind: AllocKind) -> Header {
         Header {
             kind: kind as usize,
             base,
@@ -419,8 +419,8 @@ impl Header {
             state: core::sync::atomic::AtomicU32::new(LIVE),
             alloc_stack,
             free_stack: 0,
-            prev: AtomicUsize::new(0),
-            next: AtomicUsize::new(0),
+            place: leaks::UNLISTED,
+            _reserved: 0,
             canary: [REDZONE_BYTE; CANARY_LEN],
         }
     }
@@ -493,9 +493,6 @@ fn report_invalid(addr: usize, op: &str, at: &Backtrace) {
 
 /// Checks the redzones of a block that was live, poisons it and puts it in the quarantine.
 fn release_to_quarantine(h: *mut Header, at: &Backtrace, op: &str) {
-    // The list neighbours are written last, after the checks and the poison fill: their lines
-    // arrive meanwhile.
-    leaks::prefetch_neighbours(h);
     // SAFETY: the caller won LIVE -> QUARANTINED on `h`, so this thread owns the block.
     let header = unsafe { &mut *h };
     let user = header.user();

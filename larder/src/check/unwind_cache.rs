@@ -76,10 +76,15 @@ fn rule(pc: usize) -> u64 {
     0
 }
 
-/// Whether a walk may go on through the frame returning to `pc`.
-pub fn knows(pc: usize) -> bool {
-    let r = rule(pc);
+/// Whether a walk may go on through a frame with rule `r`.
+fn trusted(r: u64) -> bool {
     r & UNUSABLE == 0 && (r >> SEEN_SHIFT) & 0xff >= TRUSTED_AFTER
+}
+
+/// Whether a walk may go on through the frame returning to `pc`.
+#[cfg(test)]
+pub fn knows(pc: usize) -> bool {
+    trusted(rule(pc))
 }
 
 /// Records that the frame returning to `pc` was `delta` bytes (or the stack's end, with
@@ -157,10 +162,12 @@ pub fn walk(sp: usize, skip: usize) -> Option<Backtrace> {
             }
         }
         index += 1;
-        if !knows(pc) {
+        // One probe per frame: the table is larger than the L1 cache, and asking whether a
+        // frame is known and then for its rule made two trips for each.
+        let r = rule(pc);
+        if !trusted(r) {
             return None;
         }
-        let r = rule(pc);
         if r & END_OF_STACK != 0 {
             return Some(bt);
         }
