@@ -72,6 +72,10 @@
  *                                   aligned as C asks of malloc (c), or only as
  *                                   an object of its exact size needs (exact:
  *                                   every one-byte overflow read faults)
+ *   LARDER_GUARD_MARKERS=on|off     check mode: guard pages made with Linux
+ *                                   6.13's guard markers where the kernel has
+ *                                   them (on), or a mapping per guarded block
+ *                                   as on older kernels (off)
  *   LARDER_CHECK_VERBOSE=on|off     check mode: say on stderr at exit what guard
  *                                   pages covered, and with LARDER_REPORT_FILE
  *                                   set print the leak report there too (off;

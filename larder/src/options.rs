@@ -122,6 +122,8 @@ pub struct Options {
     pub guard_side: GuardSide,
     /// `LARDER_GUARD_ALIGN`.
     pub guard_align: GuardAlign,
+    /// `LARDER_GUARD_MARKERS`.
+    pub guard_markers: bool,
     /// `LARDER_CHECK_VERBOSE`: say at exit on stderr what check mode did (guard pages) and
     /// found (leaks), even when a report file takes the records.
     pub check_verbose: bool,
@@ -153,6 +155,7 @@ impl Options {
         guard_budget: 64 << 20,
         guard_side: GuardSide::After,
         guard_align: GuardAlign::C,
+        guard_markers: true,
         check_verbose: false,
         leaks: true,
         leaks_fail: false,
@@ -282,6 +285,13 @@ pub static VARIABLES: &[Variable] = &[
             let choices = [(&b"c"[..], GuardAlign::C), (b"exact", GuardAlign::Exact)];
             store_choice(&mut o.guard_align, v, &choices, "expected c or exact")
         },
+    },
+    Variable {
+        name: "LARDER_GUARD_MARKERS",
+        values: "on | off",
+        default: "on",
+        help: "check mode: make guard pages with Linux 6.13's guard markers where the kernel has them (one madvise per guarded malloc and free), or off: one mapping per guarded block, as on older kernels",
+        parse: |o, v| store_flag(&mut o.guard_markers, v),
     },
     Variable {
         name: "LARDER_CHECK_VERBOSE",

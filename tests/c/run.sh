@@ -204,6 +204,15 @@ if [ -f "$check_lib" ]; then
   # follows it), one past a 1000-byte block (in the 8 bytes of slack C's alignment leaves).
   missed_without_setting underflow_read 1000
   missed_without_setting overflow_read_exact 1000
+  # Guard pages the way kernels before 6.13 make them (a mapping per guarded block, no guard
+  # markers), which this machine's kernel would not otherwise take: each guard-page finding.
+  for c in overflow_read read_after_free underflow_read use_after_free double_free overflow; do
+    read -r _ _ class culprit setting _ < <(head -1 "$here/check/$c.c")
+    [[ "$setting" == LARDER_*=* ]] || setting=
+    for size in 1 1000 5000000; do
+      check_case "$c" "$class" "$culprit" "LARDER_GUARD_MARKERS=off $setting" "$size"
+    done
+  done
   # C++: a block freed by another family's function than its allocator's (new / free, malloc /
   # delete, new[] / delete, new / delete[]), guarded or not, at every size; and not reported
   # with LARDER_MISMATCH=off.

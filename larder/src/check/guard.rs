@@ -95,7 +95,8 @@ const MADV_GUARD_REMOVE: i32 = 103;
 /// How much of the pool is made ready at a time: one page table's worth of guard markers.
 const CHUNK: usize = 2 << 20;
 /// Whether guarded blocks are made with guard markers: 0 not tried yet, 1 yes, 2 no (the kernel
-/// refused them; blocks are then mapped and unmapped one `mmap` each, as before 6.13). With
+/// refused them, or `LARDER_GUARD_MARKERS=off`; blocks are then mapped and unmapped one `mmap`
+/// each, as before 6.13). With
 /// markers, a block's malloc is one `madvise` that takes them off its pages (which fault in as
 /// they are first written), and its free one that puts them back (and hands the memory back):
 /// neither splits nor merges a mapping, which made each `mmap` about three times as costly.
@@ -110,6 +111,9 @@ fn advise(addr: usize, len: usize, advice: i32) -> bool {
 /// Makes `[data, data + len)`, pages of the pool never handed out, read-write for a new block
 /// (pool locked); false if the kernel refuses.
 fn map_block(pool: &mut Pool, base: usize, data: usize, len: usize) -> bool {
+    if GUARD_REGIONS.load(Ordering::Relaxed) == 0 && !options::get().guard_markers {
+        GUARD_REGIONS.store(2, Ordering::Relaxed);
+    }
     if GUARD_REGIONS.load(Ordering::Relaxed) != 2 {
         let end = data - base + len + PAGE;
         if end > pool.ready {
