@@ -115,6 +115,9 @@ pub struct PendingChain {
     first: *mut Block,
     last: *mut Block,
     len: u32,
+    /// The longest this chain may grow (`CHAIN_MAX` blocks or `CHAIN_BYTES_MAX` bytes of its
+    /// page's blocks), worked out when it starts so that adding a block is one compare.
+    limit: u32,
 }
 
 impl PendingChain {
@@ -124,6 +127,7 @@ impl PendingChain {
         first: ptr::null_mut(),
         last: ptr::null_mut(),
         len: 0,
+        limit: 0,
     };
 }
 
@@ -132,42 +136,68 @@ impl PendingChain {
 const CHAIN_MAX: u32 = 32;
 const CHAIN_BYTES_MAX: usize = 16 << 10;
 
-/// `free_remote`, held back in the calling thread's chain while its frees stay on one page.
+/// Adds `block` to the calling thread's chain if the chain holds blocks of `page` and has room;
+/// returns false (and changes nothing) otherwise.
 ///
 /// # Safety
 /// As `free_remote`; `pending` must be the calling thread's own chain.
-#[inline]
-pub unsafe fn free_remote_batched(pending: &mut PendingChain, page: &Page, block: *mut Block) {
-    if ptr::eq(pending.page, page)
-        && pending.len < CHAIN_MAX
-        && (pending.len as usize + 1) * page.block_size <= CHAIN_BYTES_MAX
-    {
+#[inline(always)]
+pub unsafe fn try_append(pending: &mut PendingChain, page: *const Page, block: *mut Block) -> bool {
+    if ptr::eq(pending.page, page) && pending.len < pending.limit {
         // SAFETY: the block is live and ours to free, so we may write its link word.
         unsafe { (*block).next = pending.first };
         pending.first = block;
         pending.len += 1;
-        return;
+        return true;
+    }
+    false
+}
+
+/// `free_remote`, held back in the calling thread's chain while its frees stay on one page.
+/// Returns what went to an owner (see `flush_pending`): the chain held before, when this block
+/// starts a new one.
+///
+/// # Safety
+/// As `free_remote`; `pending` must be the calling thread's own chain.
+#[inline]
+pub unsafe fn free_remote_batched(
+    pending: &mut PendingChain,
+    page: &Page,
+    block: *mut Block,
+) -> (u32, usize) {
+    // SAFETY: forwarded from the caller.
+    if unsafe { try_append(pending, page, block) } {
+        return (0, 0);
     }
     // SAFETY: forwarded from the caller.
-    unsafe { flush_pending(pending) };
+    let handed = unsafe { flush_pending(pending) };
     *pending = PendingChain {
         page,
         first: block,
         last: block,
         len: 1,
+        limit: (CHAIN_BYTES_MAX / page.block_size.max(1)).clamp(1, CHAIN_MAX as usize) as u32,
     };
+    handed
 }
 
-/// Hands the held-back chain, if any, to its page's owner.
+/// Hands the held-back chain, if any, to its page's owner. Returns how many blocks went and
+/// their bytes (the freeing thread counts its frees then, one chain at a time, not per block).
 ///
 /// # Safety
 /// `pending` must be the calling thread's own chain.
-pub unsafe fn flush_pending(pending: &mut PendingChain) {
+pub unsafe fn flush_pending(pending: &mut PendingChain) -> (u32, usize) {
     let chain = core::mem::replace(pending, PendingChain::EMPTY);
-    if !chain.page.is_null() {
-        // SAFETY: the chain's blocks are live blocks of its page, which stays in use while they
-        // are (they count as used until the owner collects them).
-        unsafe { free_remote_chain(&*chain.page, chain.first, chain.last, chain.len) };
+    if chain.page.is_null() {
+        return (0, 0);
+    }
+    // SAFETY: the chain's blocks are live blocks of its page, which stays in use while they
+    // are (they count as used until the owner collects them), so its block size is readable
+    // before the hand-over and the hand-over is sound.
+    unsafe {
+        let bytes = chain.len as usize * (*chain.page).block_size;
+        free_remote_chain(&*chain.page, chain.first, chain.last, chain.len);
+        (chain.len, bytes)
     }
 }
 
