@@ -903,8 +903,9 @@ unsafe extern "C" fn start_chain(block: *mut Block, page: *const Page, heap: *mu
     let bin = page.bin as usize;
     match heap.pending_remote.get_mut(bin) {
         Some(chain) => {
-            // SAFETY: forwarded from the caller; the chain is this thread's own.
-            let (blocks, bytes) = unsafe { remote::free_remote_batched(chain, page, block) };
+            // SAFETY: forwarded from the caller; the chain is this thread's own. (The caller
+            // found that the block cannot join it.)
+            let (blocks, bytes) = unsafe { remote::restart_chain(chain, page, block) };
             heap.pending_bins |= 1 << bin;
             if blocks != 0 {
                 count_remote_frees(heap, blocks, bytes);

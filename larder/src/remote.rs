@@ -32,6 +32,7 @@ use core::sync::atomic::AtomicPtr;
 use crate::atomic::{AtomicWord, Ordering};
 use crate::heap::Heap;
 use crate::page::{Block, Page};
+use crate::size_class::{self, BIN_COUNT};
 
 /// Remote frees go to the page's list.
 pub const NORMAL: usize = 0;
@@ -153,22 +154,17 @@ pub unsafe fn try_append(pending: &mut PendingChain, page: *const Page, block: *
     false
 }
 
-/// `free_remote`, held back in the calling thread's chain while its frees stay on one page.
-/// Returns what went to an owner (see `flush_pending`): the chain held before, when this block
-/// starts a new one.
+/// Hands the calling thread's chain to its owner, as `flush_pending`, and starts a new one
+/// with `block`, of `page` (when `try_append` refused it). Returns what went, as `flush_pending`.
 ///
 /// # Safety
 /// As `free_remote`; `pending` must be the calling thread's own chain.
 #[inline]
-pub unsafe fn free_remote_batched(
+pub unsafe fn restart_chain(
     pending: &mut PendingChain,
     page: &Page,
     block: *mut Block,
 ) -> (u32, usize) {
-    // SAFETY: forwarded from the caller.
-    if unsafe { try_append(pending, page, block) } {
-        return (0, 0);
-    }
     // SAFETY: forwarded from the caller.
     let handed = unsafe { flush_pending(pending) };
     *pending = PendingChain {
@@ -176,9 +172,34 @@ pub unsafe fn free_remote_batched(
         first: block,
         last: block,
         len: 1,
-        limit: (CHAIN_BYTES_MAX / page.block_size.max(1)).clamp(1, CHAIN_MAX as usize) as u32,
+        limit: chain_limit(page.bin as usize),
     };
     handed
+}
+
+/// The longest chain of blocks of `bin`, from a table: a thread freeing other threads' blocks
+/// in no order starts a chain on almost every free, and a division there cost server-churn
+/// (larder-bench) about 5% of its time.
+#[inline(always)]
+fn chain_limit(bin: usize) -> u32 {
+    const LIMITS: [u32; BIN_COUNT] = {
+        let mut limits = [1; BIN_COUNT];
+        let mut bin = 0;
+        while bin < BIN_COUNT {
+            let size = size_class::class_size(bin);
+            let fit = if size == 0 { 1 } else { CHAIN_BYTES_MAX / size };
+            limits[bin] = if fit > CHAIN_MAX as usize {
+                CHAIN_MAX
+            } else if fit == 0 {
+                1
+            } else {
+                fit as u32
+            };
+            bin += 1;
+        }
+        limits
+    };
+    LIMITS.get(bin).copied().unwrap_or(1)
 }
 
 /// Hands the held-back chain, if any, to its page's owner. Returns how many blocks went and
