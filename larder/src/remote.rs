@@ -186,8 +186,10 @@ fn chain_limit(bin: usize) -> u32 {
         let mut limits = [1; BIN_COUNT];
         let mut bin = 0;
         while bin < BIN_COUNT {
-            let size = size_class::class_size(bin);
-            let fit = if size == 0 { 1 } else { CHAIN_BYTES_MAX / size };
+            let fit = match CHAIN_BYTES_MAX.checked_div(size_class::class_size(bin)) {
+                Some(fit) => fit,
+                None => 1,
+            };
             limits[bin] = if fit > CHAIN_MAX as usize {
                 CHAIN_MAX
             } else if fit == 0 {
