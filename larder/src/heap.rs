@@ -500,9 +500,9 @@ const UNPUBLISHED_FREES_MAX: isize = 256 << 10;
 
 fn publish_if_behind(heap: &mut Heap) {
     if heap.counters.live_delta() - heap.flushed_live < -UNPUBLISHED_FREES_MAX {
-        publish_live(heap);
-        // A thread that only frees flushes its held-back chains here too.
+        // A thread that only frees flushes its held-back chains here too (counting them).
         flush_pending_remote(heap);
+        publish_live(heap);
     }
 }
 
@@ -848,7 +848,7 @@ unsafe fn for_each_page(heap: &mut Heap, mut f: impl FnMut(&mut Heap, *mut Page)
 /// Frees a block of another heap's page from this heap's thread, held back in the chain of the
 /// page's size class (see `remote::PendingChain`). A block of an abandoned segment makes this
 /// heap reclaim the segment first, within a limit (see `reclaim_on_free`), and is then freed as
-/// the heap's own.
+/// the heap's own. The free is counted here, or with its chain when the chain goes.
 ///
 /// # Safety
 /// `heap` must be the calling thread's own heap; `block` a live block of `page`, which must be
@@ -857,21 +857,79 @@ pub unsafe fn free_remote_held(heap: &mut Heap, page: *const Page, block: *mut B
     // SAFETY: forwarded from the caller: the block lies in a live small or medium segment.
     if unsafe { reclaim_on_free(heap, Segment::of(block.cast())) } {
         // SAFETY: the segment, and so the block's page, is this heap's now.
-        unsafe { free_owned_block(heap, block) };
+        unsafe {
+            count_remote_frees(heap, 1, (*page).block_size);
+            free_owned_block(heap, block);
+        }
+        publish_if_behind(heap);
         return;
     }
+    // SAFETY: forwarded from the caller.
+    unsafe { hold_remote(heap, page, block) };
+}
+
+/// `free_remote_held` for a block whose segment has a live owner (nothing to reclaim): the
+/// block joins its class's chain, and the chain it replaces, if any, goes to its owner and is
+/// counted. Called by C's `free` and Rust's `dealloc` for a block of another thread; adding to
+/// the chain is inline, the rest (`start_chain`) out of line, so that the caller needs no stack
+/// frame for the usual case.
+///
+/// # Safety
+/// As `free_remote_held`.
+#[inline(always)]
+pub unsafe fn hold_remote(heap: &mut Heap, page: *const Page, block: *mut Block) {
     // SAFETY: forwarded from the caller: the page is in use.
-    let page = unsafe { &*page };
+    let bin = unsafe { (*page).bin } as usize;
+    if let Some(chain) = heap.pending_remote.get_mut(bin) {
+        // SAFETY: forwarded from the caller; the chain is this thread's own.
+        if unsafe { remote::try_append(chain, page, block) } {
+            return;
+        }
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { start_chain(block, page, heap) }
+}
+
+/// `hold_remote` when the block cannot join its class's chain: the chain goes to its owner and
+/// the block starts a new one. `extern "C"` so that the call cannot unwind and is a tail call.
+///
+/// # Safety
+/// As `free_remote_held`.
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn start_chain(block: *mut Block, page: *const Page, heap: *mut Heap) {
+    // SAFETY: forwarded from the caller: the heap is the calling thread's and the page in use.
+    let (heap, page) = unsafe { (&mut *heap, &*page) };
     let bin = page.bin as usize;
     match heap.pending_remote.get_mut(bin) {
         Some(chain) => {
-            // SAFETY: forwarded from the caller; the chain is this thread's own.
-            unsafe { remote::free_remote_batched(chain, page, block) };
+            // SAFETY: forwarded from the caller; the chain is this thread's own. (The caller
+            // found that the block cannot join it.)
+            let (blocks, bytes) = unsafe { remote::restart_chain(chain, page, block) };
             heap.pending_bins |= 1 << bin;
+            if blocks != 0 {
+                count_remote_frees(heap, blocks, bytes);
+                publish_if_behind(heap);
+            }
         }
-        // SAFETY: forwarded from the caller.
-        None => unsafe { remote::free_remote(page, block) },
+        None => {
+            count_remote_frees(heap, 1, page.block_size);
+            // SAFETY: forwarded from the caller.
+            unsafe { remote::free_remote(page, block) };
+            publish_if_behind(heap);
+        }
     }
+}
+
+/// Counts frees this heap's thread made into other heaps' pages: `blocks` blocks of `bytes`
+/// in all. Per chain rather than per block (a consumer of another thread's blocks spent a
+/// tenth of its free in the three counters and the publish test); a thread's own figures stay
+/// exact because `count_pages` hands its chains over first.
+fn count_remote_frees(heap: &mut Heap, blocks: u32, bytes: usize) {
+    let c = &heap.counters;
+    stats::bump(&c.free_count, blocks as u64);
+    stats::bump(&c.freed_requested_bytes, bytes as u64);
+    stats::bump(&c.freed_bytes, bytes as u64);
 }
 
 /// Reclaims `seg` into `heap` if it is abandoned and the heap has not reclaimed too many
@@ -913,7 +971,8 @@ fn flush_pending_remote(heap: &mut Heap) {
         let bin = bins.trailing_zeros() as usize;
         bins &= bins - 1;
         // SAFETY: the heap is the calling thread's own, and so are its chains.
-        unsafe { remote::flush_pending(&mut heap.pending_remote[bin]) };
+        let (blocks, bytes) = unsafe { remote::flush_pending(&mut heap.pending_remote[bin]) };
+        count_remote_frees(heap, blocks, bytes);
     }
 }
 
@@ -1184,6 +1243,8 @@ pub fn totals() -> (stats::Totals, usize) {
 
 /// Brings the heap's counters up to date with its pages.
 fn count_pages(heap: &mut Heap) {
+    // Held-back remote frees are counted when their chains go.
+    flush_pending_remote(heap);
     // SAFETY: the heap is the calling thread's own, and so are its pages.
     unsafe { for_each_page(heap, |heap, page| (*page).count_into(&heap.counters)) };
 }

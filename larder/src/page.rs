@@ -44,29 +44,49 @@ pub mod purge_state {
 const EXTEND_BYTES: usize = 4 * 1024;
 
 /// Metadata of one page, kept in its segment's header (never inside the page's memory).
-#[repr(C)]
+///
+/// Laid out by who writes it, one 64-byte line each, and aligned so that no line is shared
+/// with a neighbouring page or the segment's own fields: the first line holds what the owner
+/// changes on every allocation and free (the lists, the counts, the queue links); the second
+/// what other threads read to free into the page (the block geometry, the owner) and the
+/// `thread_free` word they push onto, which the owner's allocations never touch. Mixed, a
+/// thread freeing another's blocks (a consumer of blocks a producer makes) read the geometry
+/// from the line the producer wrote with each allocation, and took a coherence miss per free.
+#[repr(C, align(64))]
 pub struct Page {
+    // The owner's line.
     /// Blocks to allocate from.
     pub free: *mut Block,
-    /// Blocks in use, including remote frees not yet collected.
-    pub used: u32,
-    /// The page is in its heap's full list (no free blocks when last looked at).
-    /// Written through `set_full`, which keeps `free_limit` in step.
-    pub is_full: bool,
-    /// Every block on `free` is fresh: zero but for its link word.
-    pub free_is_zero: bool,
-    /// Bin (size class) of the blocks; 0 when the page is not in use.
-    pub bin: u8,
-    /// Memory past `capacity` blocks has not been touched since it was mapped or purged.
-    pub fresh_tail: bool,
     /// Blocks freed by the owning thread.
     pub local_free: *mut Block,
+    /// Links in the heap's bin queue or full list.
+    pub next: *mut Page,
+    /// See `next`.
+    pub prev: *mut Page,
+    /// When the page last became free (ms, monotonic), for the purge delay.
+    pub freed_at: AtomicU64,
+    /// Blocks in use, including remote frees not yet collected.
+    pub used: u32,
+    /// Blocks that fit in the page (read by the owner's `extend` only). Between `used` and
+    /// `local_frees`, which the fast free changes together: adjacent, LLVM merges the two into
+    /// a vector add of four instructions.
+    pub reserved: u32,
     /// Frees by the owning thread since the page was last counted (see `count_into`): the only
     /// statistic the fast paths keep.
     pub local_frees: u32,
     /// `used` when the page was last counted, less the remote frees collected since (those are
     /// counted by the threads that made them).
     pub used_base: u32,
+    /// The page is in its heap's full list (no free blocks when last looked at).
+    /// Written through `set_full`, which keeps `free_limit` in step.
+    pub is_full: bool,
+    /// Every block on `free` is fresh: zero but for its link word.
+    pub free_is_zero: bool,
+    /// Memory past `capacity` blocks has not been touched since it was mapped or purged.
+    pub fresh_tail: bool,
+    /// `purge_state` of a page not in use.
+    pub purge: AtomicU8,
+    // The line other threads read.
     /// Size of each block in bytes.
     pub block_size: usize,
     /// The inverse of `block_size`'s odd part modulo 2^64, and `block_shift` its power of two:
@@ -74,10 +94,6 @@ pub struct Page {
     /// division is exact and larger than any block index when it is not, so one multiply and
     /// one compare tell whether a pointer starts a carved block (see `is_block_start`).
     pub block_inverse: u64,
-    /// Trailing zero bits of `block_size`.
-    pub block_shift: u32,
-    /// Blocks that fit in the page.
-    pub reserved: u32,
     /// Blocks carved so far: a full word, so that `is_block_start` compares with it in memory
     /// (a `u32` would take a load of its own on C's `free`).
     pub capacity: usize,
@@ -92,15 +108,15 @@ pub struct Page {
     pub thread_free: AtomicUsize,
     /// The heap that owns the page (null while its segment is abandoned).
     pub heap: AtomicPtr<Heap>,
-    /// Links in the heap's bin queue or full list.
-    pub next: *mut Page,
-    /// See `next`.
-    pub prev: *mut Page,
-    /// `purge_state` of a page not in use.
-    pub purge: AtomicU8,
-    /// When the page last became free (ms, monotonic), for the purge delay.
-    pub freed_at: AtomicU64,
+    /// Trailing zero bits of `block_size`.
+    pub block_shift: u8,
+    /// Bin (size class) of the blocks; 0 when the page is not in use.
+    pub bin: u8,
 }
+
+// Two lines, so that the fast free's page address stays a shift of the page index.
+const _: () = assert!(core::mem::size_of::<Page>() == 128 && core::mem::align_of::<Page>() == 64);
+const _: () = assert!(core::mem::offset_of!(Page, block_size) == 64);
 
 impl Page {
     /// The metadata of a page not in use whose memory is untouched (fresh or purged).
@@ -329,14 +345,14 @@ impl Page {
         let offset = (ptr as usize).wrapping_sub(self.start as usize) as u64;
         offset
             .wrapping_mul(self.block_inverse)
-            .rotate_right(self.block_shift)
+            .rotate_right(self.block_shift as u32)
     }
 
     /// Sets the size of the page's blocks and the constants `is_block_start` divides with.
     pub fn set_block_size(&mut self, block_size: usize) {
         let size = block_size.max(1) as u64;
         self.block_size = block_size;
-        self.block_shift = size.trailing_zeros();
+        self.block_shift = size.trailing_zeros() as u8;
         self.block_inverse = odd_inverse(size >> self.block_shift);
     }
 }

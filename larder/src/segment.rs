@@ -58,8 +58,9 @@ pub enum Kind {
 /// holds no segment now, e.g. a cached span).
 pub const STATE_ACTIVE: u8 = 0xA5;
 
-/// The header at the start of every segment. The page metadata array follows it in memory.
-#[repr(C)]
+/// The header at the start of every segment. The page metadata array follows it in memory,
+/// from the next 64-byte line (see `Page` for why its lines are its own).
+#[repr(C, align(64))]
 pub struct Segment {
     /// `STATE_ACTIVE` while the segment holds pages (checked when freeing foreign pointers).
     pub state: AtomicU8,
