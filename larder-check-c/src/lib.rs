@@ -52,11 +52,7 @@ pub mod backend {
 
     /// Writes [`stats`] as a human-readable report to `fd`, without allocating.
     pub fn write_stats(fd: i32) {
-        if profile::enabled() {
-            larder_core::raw::write_stats(fd)
-        } else {
-            check::write_stats(fd)
-        }
+        larder_core::raw::write_report(fd, &stats());
     }
 
     /// `size` bytes aligned to `align`.

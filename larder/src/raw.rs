@@ -81,5 +81,10 @@ pub unsafe fn usable_size(ptr: *const u8) -> usize {
 
 /// Writes a human-readable heap report to `fd` with write(2), without allocating.
 pub fn write_stats(fd: i32) {
-    crate::stats::write_report(fd, &crate::stats());
+    write_report(fd, &crate::stats());
+}
+
+/// Writes `stats` (a snapshot, the core's or check mode's) as [`write_stats`] does.
+pub fn write_report(fd: i32, stats: &crate::Stats) {
+    crate::stats::write_report(fd, stats);
 }

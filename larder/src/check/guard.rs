@@ -163,17 +163,16 @@ static GUARDED: AtomicU64 = AtomicU64::new(0);
 static UNGUARDED: AtomicU64 = AtomicU64::new(0);
 /// Whether `auto` went past its budget (and sampled from then on).
 static OVER_BUDGET: AtomicU32 = AtomicU32::new(0);
-/// Bytes of the data pages of live guarded blocks, and of the pool handed out (each block's
-/// pages and guard page, live or freed: address space is never reused), for the heap figures.
+/// Bytes of the data pages of live guarded blocks, for the heap figures.
 static COMMITTED: AtomicUsize = AtomicUsize::new(0);
-static HANDED_OUT: AtomicUsize = AtomicUsize::new(0);
 
-/// Bytes of the pool's memory that may be resident, and of its address space used.
+/// Bytes of the pool's memory that may be resident, and of its address space handed out (each
+/// block's pages and guard page, live or freed: address space is never reused).
 pub fn memory() -> (usize, usize) {
-    (
-        COMMITTED.load(Ordering::Relaxed),
-        HANDED_OUT.load(Ordering::Relaxed),
-    )
+    // The pool's first page stays a guard: nothing is handed out until a block is.
+    let used = POOL.lock().used;
+    let handed_out = if used > PAGE { used } else { 0 };
+    (COMMITTED.load(Ordering::Relaxed), handed_out)
 }
 
 /// Maps fresh anonymous pages at `[addr, addr + len)`, a page-aligned range of the pool's
@@ -376,7 +375,6 @@ pub fn alloc(
     pool.used += len + PAGE;
     pool.live += 1;
     COMMITTED.fetch_add(len, Ordering::Relaxed);
-    HANDED_OUT.store(pool.used, Ordering::Relaxed);
     let user = placement(data, len, size, align, options::get());
     // SAFETY: the data pages are read-write now and the block's alone; fresh pages read as
     // zero, so a zeroed block needs nothing more.

@@ -35,7 +35,7 @@ mod quarantine;
 pub mod report;
 mod unwind_cache;
 
-pub use program_stats::{stats, write_stats};
+pub use program_stats::stats;
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;

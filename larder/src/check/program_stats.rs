@@ -89,11 +89,6 @@ pub fn stats() -> Stats {
     stats
 }
 
-/// Writes [`stats`] as a human-readable report to `fd` with write(2), without allocating.
-pub fn write_stats(fd: i32) {
-    crate::stats::write_report(fd, &stats());
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
