@@ -272,7 +272,7 @@ pub fn locate(addr: usize) -> Option<Location> {
 
 /// A return address points after the call; one byte back lies inside the call instruction,
 /// which is the line a reader wants.
-fn call_site(ret: usize) -> usize {
+pub(super) fn call_site(ret: usize) -> usize {
     ret.saturating_sub(1)
 }
 

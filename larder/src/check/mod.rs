@@ -181,14 +181,12 @@ pub(super) fn check_kind(
     // A block that went through a private copy of C++'s operators took C's function inside it.
     let allocated = match allocated {
         AllocKind::Malloc => private_operator(&depot::get(alloc_stack), b"_Znw", b"_Zna"),
-        kind => Some(kind),
-    }
-    .unwrap_or(allocated);
+        kind => kind,
+    };
     let freed = match freed {
         AllocKind::Malloc => private_operator(at, b"_Zdl", b"_Zda"),
-        kind => Some(kind),
-    }
-    .unwrap_or(freed);
+        kind => kind,
+    };
     if allocated == freed {
         return;
     }
@@ -214,18 +212,21 @@ pub(super) fn check_kind(
 
 /// The family of C++'s operator whose own copy called `malloc` or `free` at the innermost frame
 /// of `stack` outside larder (named through the dynamic symbol table: `single` and `array` are
-/// the mangled prefixes of the scalar and array forms), if it is one. A library that links the
-/// C++ runtime statically keeps such a copy: LLVM's `operator new` calls `malloc`, and the
-/// program's `delete` then reaches check mode's; that pair is not a mismatch.
-fn private_operator(stack: &Backtrace, single: &[u8], array: &[u8]) -> Option<AllocKind> {
-    let &ret = stack.shown().first()?;
-    let symbol = backtrace::locate(ret.saturating_sub(1))?.symbol;
+/// the mangled prefixes of the scalar and array forms), or C's family when it is none. A library
+/// that links the C++ runtime statically keeps such a copy: LLVM's `operator new` calls
+/// `malloc`, and the program's `delete` then reaches check mode's; that pair is not a mismatch.
+fn private_operator(stack: &Backtrace, single: &[u8], array: &[u8]) -> AllocKind {
+    let symbol = stack
+        .shown()
+        .first()
+        .and_then(|&ret| backtrace::locate(backtrace::call_site(ret)))
+        .map_or(&b""[..], |l| l.symbol);
     if symbol.starts_with(single) {
-        Some(AllocKind::New)
+        AllocKind::New
     } else if symbol.starts_with(array) {
-        Some(AllocKind::NewArray)
+        AllocKind::NewArray
     } else {
-        None
+        AllocKind::Malloc
     }
 }
 
