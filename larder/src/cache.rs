@@ -276,6 +276,21 @@ pub fn purge_expired(cutoff_ms: u64, unmap_all: bool) -> usize {
     purged
 }
 
+/// Copies the address ranges of the cached spans into `out` (as many as fit); how many. Memory
+/// no block lives in: check mode's leak mark leaves it out of its roots, since its stale bytes
+/// would keep lost blocks "reachable".
+pub fn spans(out: &mut [core::ops::Range<usize>]) -> usize {
+    let cache = CACHE.lock();
+    let n = cache.len.min(out.len());
+    for (range, e) in out.iter_mut().zip(&cache.entries[..n]) {
+        *range = e.span.base..e.span.base + e.span.size;
+    }
+    n
+}
+
+/// Spans the cache holds at most.
+pub const SPANS_MAX: usize = SLOTS;
+
 /// Cached spans and their bytes.
 pub fn usage() -> (usize, usize) {
     let cache = CACHE.lock();

@@ -155,7 +155,7 @@ pub fn may_grow_in_place(end: usize, new_end: usize) -> bool {
             .is_ok()
 }
 
-fn errno() -> libc::c_int {
+pub(crate) fn errno() -> libc::c_int {
     // SAFETY: __errno_location returns the calling thread's errno slot, always valid.
     unsafe { *libc::__errno_location() }
 }

@@ -21,6 +21,9 @@ pub struct Backtrace {
     pub frames: [usize; MAX_FRAMES],
     /// How many frames were captured.
     pub len: u8,
+    /// Whether a report shows larder's own innermost frames too (see `shown`): for a fault in
+    /// larder's own code, whose frames are then the point.
+    pub keep_own: bool,
 }
 
 type TraceFn = extern "C" fn(ctx: *mut c_void, arg: *mut c_void) -> c_int;
@@ -100,6 +103,7 @@ impl Backtrace {
     pub const EMPTY: Backtrace = Backtrace {
         frames: [0; MAX_FRAMES],
         len: 0,
+        keep_own: false,
     };
 
     /// The caller's backtrace, leaving out `skip` frames above `capture`'s caller (0 keeps the
@@ -159,7 +163,7 @@ impl Backtrace {
     /// are they all when no frame is the program's.
     pub fn shown(&self) -> &[usize] {
         let frames = self.frames();
-        let Some(own) = own_library_base() else {
+        let Some(own) = own_library_base().filter(|_| !self.keep_own) else {
             return frames;
         };
         let outside = |&ret: &usize| locate(call_site(ret)).is_none_or(|l| l.base != own);

@@ -596,7 +596,7 @@ static PREVIOUS_READY: AtomicU32 = AtomicU32::new(0);
 /// Installs the fault handlers, or installs them again where another one replaced them (Rust's
 /// runtime installs its own SIGSEGV handler, for stack overflows, after the first allocations;
 /// it does not pass on faults it does not know): checked at every guarded allocation.
-fn install_handlers() {
+pub(super) fn install_handlers() {
     for (i, sig) in [libc::SIGSEGV, libc::SIGBUS].into_iter().enumerate() {
         // SAFETY: a zeroed `sigaction` is valid; with a null new action, sigaction only reads
         // the current one.
@@ -650,11 +650,61 @@ fn fault_context(ctx: *mut libc::c_void) -> (Option<bool>, usize) {
 extern "C" fn on_fault(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
     let addr = unsafe { (*info).si_addr() } as usize;
+    let (write, pc) = fault_context(ctx);
     if owns(addr) {
-        let (write, pc) = fault_context(ctx);
         report_fault(addr, write, pc);
     }
-    chain(sig, info, ctx);
+    // SAFETY: as above.
+    let from_kernel = unsafe { (*info).si_code } > 0;
+    if !chain(sig, info, ctx) && from_kernel {
+        report_wild_fault(sig, addr, write, pc);
+    }
+}
+
+/// The stack from the faulting instruction `pc` out: the handler's and the signal
+/// trampoline's frames left out (the unwinder keeps an interrupted frame's address one byte
+/// on).
+fn fault_stack(pc: usize) -> Backtrace {
+    let mut at = Backtrace::capture(0);
+    if let Some(i) = at.frames().iter().position(|&f| f == pc + 1) {
+        let len = at.len as usize;
+        at.frames.copy_within(i..len, 0);
+        at.len = (len - i) as u8;
+    }
+    at
+}
+
+fn access(write: Option<bool>) -> &'static str {
+    match write {
+        Some(true) => "write",
+        Some(false) => "read",
+        None => "access",
+    }
+}
+
+/// Reports a fault outside the pool that no handler of the program's takes (a wild or null
+/// pointer, a block's memory long given back), as AddressSanitizer's `SEGV on unknown
+/// address` does: the process then dies of the signal as it would have, but the report says
+/// where, and a crash in a checked run is not only a status.
+fn report_wild_fault(sig: i32, addr: usize, write: Option<bool>, pc: usize) {
+    let mut at = fault_stack(pc);
+    // The stack starts at the fault (when the walk passed it): a fault in larder's own code is
+    // larder's bug, and its frames then say where.
+    at.keep_own = at.frames().first() == Some(&(pc + 1));
+    report::describe(&Error {
+        class: if sig == libc::SIGBUS {
+            "bus-error"
+        } else {
+            "segv"
+        },
+        op: access(write),
+        addr,
+        block: None,
+        offset: None,
+        alloc: None,
+        free: None,
+        at: Some(&at),
+    });
 }
 
 /// The slot whose data pages start right after the guard page holding `addr`.
@@ -682,19 +732,8 @@ fn report_fault(addr: usize, write: Option<bool>, pc: usize) {
         (None, Some(a)) => ("heap-buffer-underflow", a),
         (None, None) => return,
     };
-    // The stack from the faulting instruction out (the handler's and the signal trampoline's
-    // frames left out; the unwinder keeps an interrupted frame's address one byte on).
-    let mut at = Backtrace::capture(0);
-    if let Some(i) = at.frames().iter().position(|&f| f == pc + 1) {
-        let len = at.len as usize;
-        at.frames.copy_within(i..len, 0);
-        at.len = (len - i) as u8;
-    }
-    let op = match write {
-        Some(true) => "write",
-        Some(false) => "read",
-        None => "access",
-    };
+    let at = fault_stack(pc);
+    let op = access(write);
     let freed = s.state.load(Ordering::Acquire) == FREED;
     let class = if freed { "use-after-free" } else { class };
     report::error(&Error {
@@ -715,9 +754,10 @@ fn report_fault(addr: usize, write: Option<bool>, pc: usize) {
     unsafe { libc::_exit(report::EXIT_STATUS) };
 }
 
-/// Hands a fault that is not ours to the handler that was there before ours (or restores the
-/// default action, so that the faulting instruction, run again, ends the process as usual).
-fn chain(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+/// Hands a fault that is not ours to the handler that was there before ours (true), or
+/// restores the default action, so that the faulting instruction, run again, ends the process
+/// as usual (false).
+fn chain(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) -> bool {
     let i = usize::from(sig == libc::SIGBUS);
     // The lock cannot be held by this thread (taken only at install), and the handlers were
     // stored before the pool was published, so `try`ing is not needed.
@@ -737,11 +777,13 @@ fn chain(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
                 let f: extern "C" fn(i32) = unsafe { core::mem::transmute(old.sa_sigaction) };
                 f(sig);
             }
+            true
         }
         _ => {
             // SAFETY: restores the default action; the faulting instruction runs again and the
             // kernel ends the process with the signal.
             unsafe { libc::signal(sig, libc::SIG_DFL) };
+            false
         }
     }
 }

@@ -186,6 +186,8 @@ pub fn unlock_after_fork() {
     }
 }
 
+const PAGE: usize = 4096;
+
 const UNMARKED: u8 = 0;
 const REACHABLE: u8 = 1;
 const DEFINITE: u8 = 2;
@@ -215,7 +217,7 @@ struct Mapped {
 
 impl Mapped {
     fn new(len: usize) -> Option<Mapped> {
-        let len = len.max(1).next_multiple_of(4096);
+        let len = len.max(1).next_multiple_of(PAGE);
         // SAFETY: an anonymous private mapping with no address hint.
         let p = unsafe {
             libc::mmap(
@@ -276,20 +278,28 @@ impl Marker<'_> {
             self.scan_copied(start, end, state, leader);
             return;
         }
+        self.scan_direct(start, end, state, leader);
+    }
+
+    /// As `scan`, reading the words in place: `[start, end)` must stay readable.
+    fn scan_direct(&mut self, start: usize, end: usize, state: u8, leader: usize) {
         let mut p = start.next_multiple_of(8);
         while p + 8 <= end {
-            // SAFETY: the caller passes readable memory: a readable mapping or a live block.
+            // SAFETY: the caller passes readable memory: a live block (whose free waits for
+            // the shards' locks the check holds), or a mapping `process_vm_readv` may not read.
             let v = unsafe { (p as *const usize).read() };
             p += 8;
             self.mark_word(v, state, leader);
         }
     }
 
-    /// As `scan`, for a guarded block: a thread still running at exit may free it while it
-    /// is scanned, and its pages then fault (which the guard handler would report as a use
-    /// after free by the scan). The bytes are copied with `process_vm_readv`, which reports an
-    /// unreadable page as a short copy instead: what is left is not scanned (a block freed is
-    /// no longer a leak).
+    /// As `scan`, for memory that may go away while it is scanned: a root mapping (a thread
+    /// still running at exit may unmap it, and so may larder's purger thread a span it gives
+    /// back), or a guarded block (a thread still running may free it, and its pages then
+    /// fault, which the guard handler would report as a use after free by the scan). The
+    /// bytes are copied with `process_vm_readv`, which reports an unreadable page as a short
+    /// copy instead of a fault: such a page is not scanned (memory given back holds no roots,
+    /// and a block freed is no longer a leak), and the scan goes on at the next page.
     fn scan_copied(&mut self, start: usize, end: usize, state: u8, leader: usize) {
         let mut buf = [0usize; 512];
         let mut p = start.next_multiple_of(8);
@@ -306,17 +316,22 @@ impl Marker<'_> {
             // SAFETY: reads this process's memory into `buf` (at most its size); the kernel
             // checks the source range and copies only what is mapped and readable.
             let got = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
-            if got <= 0 {
+            if got < 0 && crate::os::errno() != libc::EFAULT {
+                // The call is refused (a seccomp filter, as some sandboxes set): the bytes are
+                // read as they are, or nothing would be scanned and every block look lost.
+                self.scan_direct(p, end, state, leader);
                 return;
             }
-            let words = got as usize / 8;
-            for &v in &buf[..words] {
+            let got = usize::try_from(got).unwrap_or(0) & !7;
+            for &v in &buf[..got / 8] {
                 self.mark_word(v, state, leader);
             }
-            if (got as usize) < want {
-                return;
-            }
-            p += want;
+            p = if got < want {
+                // The page at `p + got` is unreadable: go on after it.
+                (p + got + 1).next_multiple_of(PAGE)
+            } else {
+                p + want
+            };
         }
     }
 
@@ -493,6 +508,15 @@ pub fn check(caller: Caller) -> bool {
         work: work_map.slice(n),
         top: 0,
     };
+    // Spans larder's cache holds: free memory, whose stale bytes are no roots.
+    let mut cached_all = [const { 0..0 }; crate::cache::SPANS_MAX];
+    let count = crate::cache::spans(&mut cached_all);
+    let cached = &mut cached_all[..count];
+    cached.sort_unstable_by_key(|r| r.start);
+    let in_cached_span = |page: usize| {
+        let i = cached.partition_point(|r| r.start <= page);
+        i > 0 && page < cached[i - 1].end
+    };
     let stack_start = stack_roots_start(caller);
     for line in maps[..maps_len].split(|&c| c == b'\n') {
         let mut fields = line.split(|&c| c == b' ').filter(|f| !f.is_empty());
@@ -521,12 +545,14 @@ pub fn check(caller: Caller) -> bool {
         let mut page = start;
         while page < end {
             if let Some(r) = own.iter().find(|r| r.contains(&page)) {
-                page = r.end.next_multiple_of(4096).min(end);
+                page = r.end.next_multiple_of(PAGE).min(end);
                 continue;
             }
-            let next = (page + 4096).min(end);
-            if !crate::alloc::owns(page as *const u8) {
-                marker.scan(page, next, REACHABLE, usize::MAX);
+            let next = (page + PAGE).min(end);
+            if !crate::alloc::owns(page as *const u8) && !in_cached_span(page) {
+                // Copied: the mapping may be unmapped meanwhile (the listing above is a
+                // snapshot, and threads still run).
+                marker.scan_copied(page, next, REACHABLE, usize::MAX);
                 marker.drain(REACHABLE, usize::MAX);
             }
             page = next;

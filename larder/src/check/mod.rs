@@ -342,6 +342,8 @@ pub fn init() {
     }
     // SAFETY: the handlers are plain functions that live as long as the process.
     unsafe { libc::pthread_atfork(Some(prepare), Some(after), Some(after)) };
+    // A crash is reported with its stack even in a process that never guards a block.
+    guard::install_handlers();
 }
 
 /// Whether `ptr` lies in larder's memory.

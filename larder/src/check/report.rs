@@ -39,6 +39,19 @@ pub struct Error<'a> {
 #[cold]
 #[inline(never)]
 pub fn error(e: &Error) {
+    describe(e);
+    if options::get().check_errors == CheckErrors::Exit {
+        // SAFETY: _exit ends the process at once; the program's own exit handlers are not run,
+        // since its heap is known to be corrupt.
+        unsafe { libc::_exit(EXIT_STATUS) };
+    }
+}
+
+/// Reports `e` on stderr and in the report file, and returns: for a fault the process is
+/// about to die of anyway.
+#[cold]
+#[inline(never)]
+pub fn describe(e: &Error) {
     ERRORS.fetch_add(1, Ordering::Relaxed);
     let mut w = Writer::new(2);
     w.str("larder check: ERROR: ");
@@ -75,11 +88,6 @@ pub fn error(e: &Error) {
     }
     w.flush();
     write_record(e);
-    if options::get().check_errors == CheckErrors::Exit {
-        // SAFETY: _exit ends the process at once; the program's own exit handlers are not run,
-        // since its heap is known to be corrupt.
-        unsafe { libc::_exit(EXIT_STATUS) };
-    }
 }
 
 /// A fixed buffer for one record, written with one write(2) so that records of several
