@@ -32,6 +32,8 @@ done
 [ -x /usr/bin/time ] || { echo "bench.sh needs GNU time (Debian package time)" >&2; exit 2; }
 
 scratch=$(mktemp -d -t larder-bench.XXXXXX)
+# Reachable by the user the postgres workload runs its server as (see workloads.sh).
+chmod 755 "$scratch"
 trap 'rm -rf "$scratch"' EXIT
 results=$scratch/results.tsv # workload allocator rep wall cpu rss_kib ok
 for rep in $(seq 1 "$reps"); do

@@ -29,6 +29,8 @@ PYTHON_TEST_MODULES=${CHECK_PYTHON_TEST_MODULES:-test_dict test_list test_json t
 selected=${*:-$WORKLOADS}
 
 scratch=$(mktemp -d -t larder-check-programs.XXXXXX)
+# Reachable by the user the postgres workload runs its server as (see workloads.sh).
+chmod 755 "$scratch"
 trap 'rm -rf "$scratch"' EXIT
 # shellcheck source=../tally.sh
 source "$(dirname "$0")/../tally.sh"
@@ -36,6 +38,7 @@ for name in $selected; do
   mkdir -p "$scratch/$name"
   report=$scratch/$name.report
   : >"$report"
+  chmod 666 "$report"
   start_us=${EPOCHREALTIME/./}
   # The report file collects every process's error and leak records (larder-error v1,
   # larder-leak v1); stderr alone would miss those of processes whose stderr a workload

@@ -15,6 +15,8 @@ source "$(dirname "$0")/workloads.sh"
 selected=${*:-$WORKLOADS}
 
 scratch=$(mktemp -d -t larder-programs.XXXXXX)
+# Reachable by the user the postgres workload runs its server as (see workloads.sh).
+chmod 755 "$scratch"
 trap 'rm -rf "$scratch"' EXIT
 # shellcheck source=../tally.sh
 source "$(dirname "$0")/../tally.sh"

@@ -23,7 +23,10 @@ PYTHON_TEST_MODULES="test_dict test_list test_set test_unicode test_json test_re
 : "${GIT_FILES:=3000}"
 : "${SQLITE:=/usr/bin/sqlite3}"
 
-WORKLOADS="stress cxx sqlite git python"
+# PostgreSQL's server, from Debian's postgresql package (the newest major version installed).
+: "${POSTGRES_BIN:=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}"
+
+WORKLOADS="stress cxx sqlite git python postgres"
 
 # No single program of a workload may run longer than this (a hang in an
 # allocator must fail the test, not stall CI).
@@ -95,6 +98,55 @@ PY
   echo "objects: $(preloaded "$GIT" rev-list --all --objects | wc -l)"
   preloaded "$GIT" grep -c 'commit 17 touched' >"$dir/grep.out"
   echo "files with commit 17: $(wc -l <"$dir/grep.out"), first: $(head -1 "$dir/grep.out")"
+  echo "exit 0"
+)
+
+# PostgreSQL, a server of many processes (the postmaster forks a backend per connection and
+# its background workers; they share memory): initdb, the server started preloaded (every
+# process it forks inherits the preload), pgbench's tables and 1,200 transactions from 4
+# clients with a fixed seed (the sums are the same whatever the interleaving), then queries
+# that sort, hash, aggregate and build indexes, and a clean stop. The server refuses to run
+# as root: as root it runs as `nobody`, so the scratch directory and LARDER_REPORT_FILE must
+# be reachable by it (check.sh and compare.sh make them so). Skipped, with a line saying so,
+# where PostgreSQL is not installed.
+workload_postgres() (
+  local dir=$1 bin=$POSTGRES_BIN
+  if [ -z "$bin" ] || [ ! -x "$bin/postgres" ]; then
+    echo "postgres skipped: no /usr/lib/postgresql/*/bin/postgres"
+    echo "exit 0"
+    return
+  fi
+  set -e
+  as_user=()
+  if [ "$(id -u)" = 0 ]; then
+    chown nobody "$dir"
+    as_user=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+  fi
+  pg() { preloaded "${as_user[@]}" env HOME="$dir" "$@"; }
+  sql() { pg psql -h "$dir" -U postgres -At -v ON_ERROR_STOP=1 -c "$1" postgres 2>&1; }
+  pg "$bin/initdb" -D "$dir/data" -A trust -U postgres >"$dir/initdb.log" 2>&1
+  pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
+    -o "-k $dir -c listen_addresses='' -c shared_buffers=32MB" start >/dev/null
+  trap 'pg "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1' EXIT
+  pg "$bin/pgbench" -q -h "$dir" -U postgres -i -s 2 postgres >"$dir/pgbench-init.log" 2>&1
+  pg "$bin/pgbench" -h "$dir" -U postgres -c 4 -j 2 -t 300 --random-seed=7 postgres 2>&1 |
+    grep -E '^number of transactions actually processed'
+  sql "select count(*), sum(abalance) from pgbench_accounts;
+    select (select sum(tbalance) from pgbench_tellers), (select sum(bbalance) from pgbench_branches);
+    select count(*) from pgbench_history"
+  sql "create table t as select g, md5(g::text) m from generate_series(1, 200000) g;
+    create index on t (m); select count(distinct m) from t;
+    select sum(length(s)) from (select string_agg(m, ',' order by m) s from t group by g % 100) a;
+    select count(*) from t a join t b on a.m = b.m where a.g % 7 = 0;
+    with recursive r(n, x) as (select 1, ''::text union all select n + 1, x || n from r where n < 2000)
+      select max(length(x)) from r;
+    select md5(string_agg(js::text, '')) from (select json_agg(json_build_object('g', g, 'm', m)
+      order by g) js from t where g < 5000) j"
+  pg "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
+  trap - EXIT
+  if grep -E 'PANIC|terminated by signal|was terminated' "$dir/server.log"; then
+    echo "server log: a process died"
+  fi
   echo "exit 0"
 )
 
