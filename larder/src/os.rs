@@ -155,7 +155,26 @@ pub fn may_grow_in_place(end: usize, new_end: usize) -> bool {
             .is_ok()
 }
 
-pub(crate) fn errno() -> libc::c_int {
+/// Copies this process's bytes at `addr` into `buf` with `process_vm_readv`: an unreadable page
+/// ends the copy short instead of faulting. The bytes copied, or `Err(errno)` when none were
+/// (`EFAULT`: `addr` itself is unreadable; anything else: the call is refused, as a seccomp
+/// filter may).
+pub(crate) fn copy_own(addr: usize, buf: &mut [u8]) -> Result<usize, libc::c_int> {
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: reads this process's memory into `buf` (at most its length); the kernel checks
+    // the source range and copies only what is mapped and readable.
+    let got = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    usize::try_from(got).map_err(|_| errno())
+}
+
+fn errno() -> libc::c_int {
     // SAFETY: __errno_location returns the calling thread's errno slot, always valid.
     unsafe { *libc::__errno_location() }
 }

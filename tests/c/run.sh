@@ -232,9 +232,12 @@ if [ -f "$check_lib" ]; then
     env LARDER_MISMATCH=off LD_PRELOAD="$check_lib" "$out/check/mismatch" 100 malloc-delete
   # A program's own copy of some of the operators (as a library that links the C++ runtime
   # statically has), each calling malloc or free, paired with check mode's others: no report.
+  # And a copy of operator delete that jumps to free (no frame of its own).
   for guard in auto off; do
     run_test "check mode: private operator new[] and delete beside check mode's (guard $guard)" \
       env LARDER_GUARD=$guard LD_PRELOAD="$check_lib" "$out/check/clean_private_operators"
+    run_test "check mode: a private operator delete that jumps to free (guard $guard)" \
+      env LARDER_GUARD=$guard LD_PRELOAD="$check_lib" "$out/check/clean_private_delete_jumps"
   done
   # Clean programs under check mode: no report, their own exit status.
   # With guard pages a block under 8 bytes is aligned to the largest power of

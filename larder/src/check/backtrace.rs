@@ -274,6 +274,44 @@ pub fn locate(addr: usize) -> Option<Location> {
     })
 }
 
+/// The function that the call instruction ending at return address `ret` called, where it is a
+/// direct `call rel32` (through a PLT stub: the function the stub's GOT slot holds). For a
+/// frame that jumped on to its callee instead of calling it, and so left no frame of its own:
+/// `operator delete` is often `jmp free`, and the `free` then returns straight to the code that
+/// called `operator delete`. x86-64 only; the code and GOT bytes are copied, never read in
+/// place, so a wrong guess reads nothing it should not. On the reporting path only.
+pub(super) fn callee(ret: usize) -> Option<usize> {
+    if !cfg!(target_arch = "x86_64") {
+        return None;
+    }
+    let mut call = [0u8; 5];
+    if crate::os::copy_own(ret.checked_sub(5)?, &mut call) != Ok(5) || call[0] != 0xe8 {
+        return None;
+    }
+    let rel = i32::from_le_bytes([call[1], call[2], call[3], call[4]]);
+    let target = ret.wrapping_add_signed(rel as isize);
+    // A PLT stub: `jmp *slot(%rip)`, after `endbr64` and a `bnd` prefix where the build has
+    // them (.plt.sec).
+    let mut stub = [0u8; 11];
+    if crate::os::copy_own(target, &mut stub) != Ok(stub.len()) {
+        return Some(target);
+    }
+    let jump_at = match stub {
+        [0xff, 0x25, ..] => 0,
+        [0xf3, 0x0f, 0x1e, 0xfa, 0xff, 0x25, ..] => 4,
+        [0xf3, 0x0f, 0x1e, 0xfa, 0xf2, 0xff, 0x25, ..] => 5,
+        _ => return Some(target),
+    };
+    let disp = &stub[jump_at + 2..jump_at + 6];
+    let disp = i32::from_le_bytes([disp[0], disp[1], disp[2], disp[3]]);
+    let slot = (target + jump_at + 6).wrapping_add_signed(disp as isize);
+    let mut resolved = [0u8; 8];
+    if crate::os::copy_own(slot, &mut resolved) != Ok(8) {
+        return None;
+    }
+    Some(usize::from_ne_bytes(resolved))
+}
+
 /// A return address points after the call; one byte back lies inside the call instruction,
 /// which is the line a reader wants.
 pub(super) fn call_site(ret: usize) -> usize {

@@ -301,29 +301,22 @@ impl Marker<'_> {
     /// copy instead of a fault: such a page is not scanned (memory given back holds no roots,
     /// and a block freed is no longer a leak), and the scan goes on at the next page.
     fn scan_copied(&mut self, start: usize, end: usize, state: u8, leader: usize) {
-        let mut buf = [0usize; 512];
+        let mut buf = [0u8; 4096];
         let mut p = start.next_multiple_of(8);
         while p + 8 <= end {
-            let want = (end - p).min(core::mem::size_of_val(&buf)) & !7;
-            let local = libc::iovec {
-                iov_base: buf.as_mut_ptr().cast(),
-                iov_len: want,
+            let want = (end - p).min(buf.len()) & !7;
+            let got = match crate::os::copy_own(p, &mut buf[..want]) {
+                Ok(got) => got & !7,
+                Err(libc::EFAULT) => 0,
+                Err(_) => {
+                    // The call is refused (a seccomp filter, as some sandboxes set): the bytes
+                    // are read in place, or nothing would be scanned and every block look lost.
+                    self.scan_direct(p, end, state, leader);
+                    return;
+                }
             };
-            let remote = libc::iovec {
-                iov_base: p as *mut libc::c_void,
-                iov_len: want,
-            };
-            // SAFETY: reads this process's memory into `buf` (at most its size); the kernel
-            // checks the source range and copies only what is mapped and readable.
-            let got = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
-            if got < 0 && crate::os::errno() != libc::EFAULT {
-                // The call is refused (a seccomp filter, as some sandboxes set): the bytes are
-                // read as they are, or nothing would be scanned and every block look lost.
-                self.scan_direct(p, end, state, leader);
-                return;
-            }
-            let got = usize::try_from(got).unwrap_or(0) & !7;
-            for &v in &buf[..got / 8] {
+            for word in buf[..got].chunks_exact(8) {
+                let v = usize::from_ne_bytes(word.try_into().unwrap_or_default());
                 self.mark_word(v, state, leader);
             }
             p = if got < want {

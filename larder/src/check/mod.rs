@@ -215,19 +215,28 @@ pub(super) fn check_kind(
 /// the mangled prefixes of the scalar and array forms), or C's family when it is none. A library
 /// that links the C++ runtime statically keeps such a copy: LLVM's `operator new` calls
 /// `malloc`, and the program's `delete` then reaches check mode's; that pair is not a mismatch.
+/// A copy that jumps to `malloc` or `free` (`operator delete` is often `jmp free`) leaves no
+/// frame: the innermost frame is then its caller's, whose call instruction names it.
 fn private_operator(stack: &Backtrace, single: &[u8], array: &[u8]) -> AllocKind {
-    let symbol = stack
-        .shown()
-        .first()
-        .and_then(|&ret| backtrace::locate(backtrace::call_site(ret)))
-        .map_or(&b""[..], |l| l.symbol);
-    if symbol.starts_with(single) {
-        AllocKind::New
-    } else if symbol.starts_with(array) {
-        AllocKind::NewArray
-    } else {
-        AllocKind::Malloc
-    }
+    let Some(&ret) = stack.shown().first() else {
+        return AllocKind::Malloc;
+    };
+    let family = |symbol: &[u8]| {
+        if symbol.starts_with(single) {
+            Some(AllocKind::New)
+        } else if symbol.starts_with(array) {
+            Some(AllocKind::NewArray)
+        } else {
+            None
+        }
+    };
+    let caller = backtrace::locate(backtrace::call_site(ret)).and_then(|l| family(l.symbol));
+    let jumped_from = || {
+        let target = backtrace::callee(ret)?;
+        let l = backtrace::locate(target).filter(|l| l.symbol_addr == target)?;
+        family(l.symbol)
+    };
+    caller.or_else(jumped_from).unwrap_or(AllocKind::Malloc)
 }
 
 /// Resizes a checked block (always by moving it, so stale pointers to the old one are found).
