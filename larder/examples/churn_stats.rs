@@ -6,7 +6,9 @@
 //! with larder as the global allocator, and prints the heap's figures after each round. With
 //! `collect`, the main thread calls `larder::collect(false)` after each round, which shows what
 //! its own heap holds: its pages' blocks, freed by the workers, wait on the pages' remote lists
-//! for a slow path that the main thread, blocked in `join`, never runs.
+//! for a slow path that the main thread, blocked in `join`, never runs. The last line is the
+//! figures at the highest resident size a sampling thread saw (every 0.3 ms) while the rounds
+//! ran: the end of a round is not where the peak is.
 //!
 //! `cargo run --release -p larder --example churn_stats thread-churn [THREADS] [ROUNDS]` runs
 //! larder-bench's thread-churn pattern instead (round after round, short-lived threads allocate
@@ -64,6 +66,11 @@ fn main() {
         })
         .collect();
     print_stats("start");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = std::thread::spawn({
+        let stop = stop.clone();
+        move || sample_peak(&stop)
+    });
     for round in 0..ROUNDS {
         slices.rotate_left(1);
         slices = std::thread::scope(|scope| {
@@ -88,6 +95,31 @@ fn main() {
         }
         print_stats(&format!("round {round}"));
     }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let s = sampler.join().unwrap();
+    println!(
+        "    peak live {:6.2} MiB  committed {:6.2}  dirty {:6.2}  segments {:3} (abandoned {:3})  \
+         rss {:6.2} MiB",
+        mib(s.live_bytes),
+        mib(s.committed_bytes),
+        mib(s.dirty_bytes),
+        s.segments,
+        s.abandoned_segments,
+        mib(s.resident_bytes),
+    );
+}
+
+/// `larder::stats()` at the highest resident size seen until `stop` is set.
+fn sample_peak(stop: &std::sync::atomic::AtomicBool) -> larder::Stats {
+    let mut highest = larder::stats();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let s = larder::stats();
+        if s.resident_bytes > highest.resident_bytes {
+            highest = s;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(300));
+    }
+    highest
 }
 
 /// A log-uniform size in `[lo, hi]`, as larder-bench's `log_uniform`.

@@ -269,10 +269,9 @@ unsafe fn free_in_segment<const CHECKED: bool>(seg: *mut Segment, block: *mut u8
             let full = !CHECKED && (*page).is_full;
             if (*page).used == 0 || full {
                 // An empty page alone in its bin stays (a program that allocates and frees one
-                // block in a loop must not churn pages): decided here, without a call.
-                // (One test of both links: an `or`, not two branches.)
-                let alone = ((*page).prev as usize | (*page).next as usize) == 0;
-                if full || !alone {
+                // block in a loop must not churn pages): decided here, without a call, from
+                // one flag the queue operations keep rather than both links.
+                if full || !(*page).keep_if_emptied {
                     heap::local_free_slow(block, seg, heap);
                 }
             }

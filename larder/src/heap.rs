@@ -303,9 +303,25 @@ unsafe fn remove_from_bin(heap: &mut Heap, page: *mut Page) {
         let bin = (*page).bin as usize;
         let was_first = heap.queues[bin].first == page;
         queue_remove(&mut heap.queues[bin], page);
+        mark_only_page(&heap.queues[bin]);
         if was_first {
             set_direct(heap, bin, heap.queues[bin].first);
         }
+    }
+}
+
+/// Sets `keep_if_emptied` on a bin queue's ends after a page joined or left it: a queue's only
+/// page is its two ends, and the page that made a queue longer, or the one that was alone
+/// before, is an end, so no page in the middle ever holds the flag.
+unsafe fn mark_only_page(q: &PageQueue) {
+    if q.first.is_null() {
+        return;
+    }
+    let alone = q.first == q.last;
+    // SAFETY: the pages on a bin queue are in use and the heap's.
+    unsafe {
+        (*q.first).keep_if_emptied = alone && !(*q.first).reclaimed_on_free;
+        (*q.last).keep_if_emptied = alone && !(*q.last).reclaimed_on_free;
     }
 }
 
@@ -542,10 +558,13 @@ unsafe fn find_page(heap: &mut Heap, bin: usize) -> *mut Page {
                 (*page).count_into(&heap.counters);
                 (*page).collect();
                 if !(*page).free.is_null() {
+                    // The heap allocates here now: an only page is worth keeping again.
+                    (*page).reclaimed_on_free = false;
                     if heap.queues[bin].first != page {
                         queue_remove(&mut heap.queues[bin], page);
                         queue_push_front(&mut heap.queues[bin], page);
                     }
+                    mark_only_page(&heap.queues[bin]);
                     set_direct(heap, bin, page);
                     return page;
                 }
@@ -608,6 +627,7 @@ unsafe fn unfull(heap: &mut Heap, page: *mut Page) {
         remote::set_delayed_state(&*page, remote::NORMAL, false);
         let bin = (*page).bin as usize;
         queue_push_back(&mut heap.queues[bin], page);
+        mark_only_page(&heap.queues[bin]);
         if heap.queues[bin].first == page {
             set_direct(heap, bin, page);
         }
@@ -652,6 +672,7 @@ unsafe fn fresh_page(heap: &mut Heap, bin: usize) -> *mut Page {
             seglist_push_back(&mut heap.segments[k], seg);
         }
         queue_push_front(&mut heap.queues[bin], page);
+        mark_only_page(&heap.queues[bin]);
         set_direct(heap, bin, page);
         page
     }
@@ -711,16 +732,14 @@ unsafe fn free_owned_block(heap: &mut Heap, block: *mut Block) {
     }
 }
 
-/// Returns an empty page to its segment, unless it is its bin's only page (kept to avoid
-/// churning a page for a program that allocates and frees one block in a loop) and `force` is
-/// not set.
+/// Returns an empty page to its segment, unless `force` is not set and the page is one the
+/// fast free keeps (`keep_if_emptied`: its bin's only page, kept to avoid churning a page for
+/// a program that allocates and frees one block in a loop).
 unsafe fn page_became_empty(heap: &mut Heap, page: *mut Page, force: bool) {
     // SAFETY: the page is ours, in use, on its bin queue, with no live block.
     unsafe {
         (*page).count_into(&heap.counters);
-        let bin = (*page).bin as usize;
-        let q = heap.queues[bin];
-        if !force && q.first == page && q.last == page {
+        if !force && (*page).keep_if_emptied {
             return;
         }
         remove_from_bin(heap, page);
@@ -769,13 +788,15 @@ unsafe fn reclaim_one(heap: &mut Heap, kind: Option<Kind>) -> bool {
         return false;
     }
     // SAFETY: the segment came off the abandoned list, so nobody else owns it.
-    unsafe { adopt(heap, seg) };
+    unsafe { adopt(heap, seg, false) };
     true
 }
 
 /// Makes `seg`, just taken off the abandoned list, this heap's: collects every page, frees the
 /// empty ones that the heap has no use for (and the segment, when all are) and queues the rest.
-unsafe fn adopt(heap: &mut Heap, seg: *mut Segment) {
+/// `on_free`: the heap reclaims it because it freed a block there, not because it needs pages,
+/// so it keeps none of the segment's pages once empty (see `Page::keep_if_emptied`).
+unsafe fn adopt(heap: &mut Heap, seg: *mut Segment, on_free: bool) {
     // SAFETY: the caller took the segment off the abandoned list, so nobody else owns it.
     unsafe {
         (*seg).owner.store(heap, Ordering::Release);
@@ -790,6 +811,7 @@ unsafe fn adopt(heap: &mut Heap, seg: *mut Segment) {
             (*page).heap.store(heap, Ordering::Release);
             remote::set_delayed_state(&*page, remote::NORMAL, true);
             (*page).set_full(false);
+            (*page).reclaimed_on_free = on_free;
             (*page).next = ptr::null_mut();
             (*page).prev = ptr::null_mut();
             (*page).collect();
@@ -797,8 +819,9 @@ unsafe fn adopt(heap: &mut Heap, seg: *mut Segment) {
             // An empty page is kept for its bin when the heap has none there yet: the next
             // thread of a program that starts threads over and over then uses the pages of its
             // predecessor for the same sizes, and their resident memory stays what one thread
-            // needs, instead of the union of what every bin ever carved in every page.
-            if (*page).used == 0 && !heap.queues[bin].first.is_null() {
+            // needs, instead of the union of what every bin ever carved in every page. Not
+            // for a segment reclaimed on free: the heap has shown no need for its bins.
+            if (*page).used == 0 && (on_free || !heap.queues[bin].first.is_null()) {
                 if Segment::free_page(seg, i) {
                     seglist_remove(&mut heap.segments[k], seg);
                     heap.owned_segments -= 1;
@@ -813,6 +836,7 @@ unsafe fn adopt(heap: &mut Heap, seg: *mut Segment) {
                 remote::set_delayed_state(&*page, remote::USE_DELAYED, false);
             } else {
                 queue_push_back(&mut heap.queues[bin], page);
+                mark_only_page(&heap.queues[bin]);
                 if heap.queues[bin].first == page {
                     set_direct(heap, bin, page);
                 }
@@ -959,7 +983,7 @@ unsafe fn reclaim_on_free(heap: &mut Heap, seg: *mut Segment) -> bool {
     }
     // SAFETY: the segment came off the abandoned list, so nobody else owns it. The block being
     // freed keeps its page in use, so adopting cannot release the segment under it.
-    unsafe { adopt(heap, seg) };
+    unsafe { adopt(heap, seg, true) };
     heap.free_reclaims += 1;
     true
 }

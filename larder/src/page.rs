@@ -86,6 +86,15 @@ pub struct Page {
     pub fresh_tail: bool,
     /// `purge_state` of a page not in use.
     pub purge: AtomicU8,
+    /// The fast free leaves this page on its bin when it empties: true only while it is its
+    /// bin's only page and not `reclaimed_on_free` (kept by the bin-queue operations, so that
+    /// the fast path reads one byte instead of both links).
+    pub keep_if_emptied: bool,
+    /// The page came with a segment its heap reclaimed because it freed a block there, and the
+    /// heap's slow path has not allocated from it since. Such a page is not kept once empty: a
+    /// heap that only frees into a bin would otherwise keep one empty page per size class,
+    /// pinning a segment that the next threads could have reclaimed whole.
+    pub reclaimed_on_free: bool,
     // The line other threads read.
     /// Size of each block in bytes.
     pub block_size: usize,
@@ -125,6 +134,8 @@ impl Page {
             free: ptr::null_mut(),
             used: 0,
             is_full: false,
+            keep_if_emptied: false,
+            reclaimed_on_free: false,
             free_is_zero: false,
             bin: 0,
             fresh_tail: true,
@@ -181,6 +192,8 @@ impl Page {
         self.local_frees = 0;
         self.used_base = 0;
         self.set_full(false);
+        self.keep_if_emptied = false;
+        self.reclaimed_on_free = false;
         self.bin = bin;
         self.set_block_size(block_size);
         self.capacity = 0;

@@ -10,6 +10,7 @@ fn reclaim_takes_what_the_heap_needs() {
     a_heap_with_free_pages_reclaims_no_more_segments();
     a_segment_emptied_by_other_threads_is_released();
     a_heap_that_frees_into_an_abandoned_segment_reclaims_it();
+    a_segment_reclaimed_on_free_is_released_once_emptied();
 }
 
 /// Starts a thread that allocates one block of each size in `sizes`, keeps them, and exits, so
@@ -112,10 +113,12 @@ fn a_segment_emptied_by_other_threads_is_released() {
     assert_eq!(after.segments, before.segments, "{after:?}");
 }
 
-fn a_heap_that_frees_into_an_abandoned_segment_reclaims_it() {
+/// Frees, from a thread that owns a segment of its own (so that its first allocation has
+/// nothing to reclaim and it may reclaim one segment on free), the blocks that another thread
+/// allocated in `sizes` and left behind when it exited. Returns `larder::stats()` as the
+/// freeing thread saw it before and after.
+fn free_abandoned_blocks_from_a_thread(sizes: &'static [usize]) -> (larder::Stats, larder::Stats) {
     larder::collect(true);
-    // The freeing thread owns a segment before the other one exits, so that its first
-    // allocation has nothing to reclaim.
     let (to_freer, blocks_rx) = std::sync::mpsc::channel::<Vec<(usize, usize)>>();
     let (counts_tx, counts) = std::sync::mpsc::channel();
     let (ready_tx, ready) = std::sync::mpsc::channel();
@@ -123,22 +126,32 @@ fn a_heap_that_frees_into_an_abandoned_segment_reclaims_it() {
         let mine = std::hint::black_box(vec![1u8; 100]);
         ready_tx.send(()).unwrap();
         let blocks = blocks_rx.recv().unwrap();
-        let abandoned = larder::stats().abandoned_segments;
+        let before = larder::stats();
         free_blocks(blocks);
-        counts_tx
-            .send((abandoned, larder::stats().abandoned_segments))
-            .unwrap();
+        counts_tx.send((before, larder::stats())).unwrap();
         drop(mine);
     });
     ready.recv().unwrap();
-    let sizes: &'static [usize] = &[100; 100];
     to_freer.send(abandon_blocks(sizes)).unwrap();
-    let (abandoned, left) = counts.recv().unwrap();
+    let counts = counts.recv().unwrap();
     freer.join().unwrap();
-    assert!(abandoned >= 1, "{abandoned}");
+    larder::collect(true);
+    counts
+}
+
+fn a_heap_that_frees_into_an_abandoned_segment_reclaims_it() {
+    let (before, after) = free_abandoned_blocks_from_a_thread(&[100; 100]);
+    assert!(before.abandoned_segments >= 1, "{before:?}");
     // The exited thread's small segment is the freeing thread's now: its blocks were freed as
     // local frees, ready for that thread's next allocations, instead of waiting on the
     // segment's remote lists for a reclaim or the purger.
-    assert_eq!(left, abandoned - 1);
-    larder::collect(true);
+    assert_eq!(after.abandoned_segments, before.abandoned_segments - 1);
+}
+
+fn a_segment_reclaimed_on_free_is_released_once_emptied() {
+    // Sizes in bins the freeing heap has no page in: each page is alone in its bin once
+    // reclaimed, and was kept when emptied, so the segment stayed in use with nothing live.
+    let (before, after) = free_abandoned_blocks_from_a_thread(&[200, 400, 700, 1500, 3000, 6000]);
+    assert_eq!(after.abandoned_segments + 1, before.abandoned_segments);
+    assert_eq!(after.segments + 1, before.segments, "{before:?} {after:?}");
 }
