@@ -12,6 +12,7 @@
 //! - `leaks`: the live-block list and the conservative mark at exit;
 //! - `program_stats`: the program's calls and requested bytes, for its heap figures;
 //! - `quarantine`: freed blocks held, poisoned, first in first out;
+//! - `tls`: per-thread words reached without `__tls_get_addr`;
 //! - `report`: error reports on stderr and in `LARDER_REPORT_FILE`, exit status 23;
 //! - `unwind_cache`: frame sizes learned per call site, for backtraces without the unwinder.
 //!
@@ -33,6 +34,7 @@ pub mod profile;
 mod program_stats;
 mod quarantine;
 pub mod report;
+mod tls;
 mod unwind_cache;
 
 pub use program_stats::stats;
@@ -93,13 +95,9 @@ impl AllocKind {
 /// None beyond the usual: free the block with this module's `free`.
 #[inline(never)]
 pub unsafe fn alloc(size: usize, align: usize) -> *mut u8 {
-    alloc_with(
-        size,
-        align,
-        false,
-        AllocKind::Malloc,
-        &Backtrace::capture(1),
-    )
+    let mut at = Backtrace::EMPTY;
+    at.capture_here(1);
+    alloc_with(size, align, false, AllocKind::Malloc, &at)
 }
 
 /// As [`alloc`], for the allocating function of family `kind` (C++'s `new` and `new[]`); the
@@ -109,7 +107,9 @@ pub unsafe fn alloc(size: usize, align: usize) -> *mut u8 {
 /// As [`alloc`].
 #[inline(never)]
 pub unsafe fn alloc_as(size: usize, align: usize, kind: AllocKind) -> *mut u8 {
-    alloc_with(size, align, false, kind, &Backtrace::capture(1))
+    let mut at = Backtrace::EMPTY;
+    at.capture_here(1);
+    alloc_with(size, align, false, kind, &at)
 }
 
 /// As [`alloc`], zeroed.
@@ -118,7 +118,9 @@ pub unsafe fn alloc_as(size: usize, align: usize, kind: AllocKind) -> *mut u8 {
 /// As [`alloc`].
 #[inline(never)]
 pub unsafe fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
-    alloc_with(size, align, true, AllocKind::Malloc, &Backtrace::capture(1))
+    let mut at = Backtrace::EMPTY;
+    at.capture_here(1);
+    alloc_with(size, align, true, AllocKind::Malloc, &at)
 }
 
 /// Frees a checked block; anything else (a block already freed, a pointer into a block, a
@@ -130,7 +132,9 @@ pub unsafe fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
 pub unsafe fn free(ptr: *mut u8) {
     // The header is read once the stack is captured: start bringing it in now.
     block::prefetch(header_of(ptr as usize) as usize);
-    free_with(ptr, AllocKind::Malloc, &Backtrace::capture(1));
+    let mut at = Backtrace::EMPTY;
+    at.capture_here(1);
+    free_with(ptr, AllocKind::Malloc, &at);
 }
 
 /// As [`free`], by the freeing function of family `kind` (C++'s `delete` and `delete[]`): a
@@ -141,7 +145,9 @@ pub unsafe fn free(ptr: *mut u8) {
 #[inline(never)]
 pub unsafe fn free_as(ptr: *mut u8, kind: AllocKind) {
     block::prefetch(header_of(ptr as usize) as usize);
-    free_with(ptr, kind, &Backtrace::capture(1));
+    let mut at = Backtrace::EMPTY;
+    at.capture_here(1);
+    free_with(ptr, kind, &at);
 }
 
 fn free_with(ptr: *mut u8, kind: AllocKind, at: &Backtrace) {
@@ -238,7 +244,8 @@ fn private_operator(stack: &Backtrace, single: &[u8], array: &[u8]) -> AllocKind
 #[inline(never)]
 pub unsafe fn realloc(ptr: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     block::prefetch(header_of(ptr as usize) as usize);
-    let at = Backtrace::capture(1);
+    let mut at = Backtrace::EMPTY;
+    at.capture_here(1);
     if ptr.is_null() {
         return alloc_with(new_size, align, false, AllocKind::Malloc, &at);
     }
