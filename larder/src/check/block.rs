@@ -19,6 +19,9 @@ pub const LIVE: u32 = 1;
 pub const QUARANTINED: u32 = 2;
 /// Left the quarantine and given back to the core.
 pub const RELEASED: u32 = 3;
+/// Listed among the live blocks but not yet handed out, its redzones still being written: the
+/// exit checks pass over it.
+pub const FRESH: u32 = 4;
 
 /// Bytes of the header's canary.
 pub const CANARY_LEN: usize = 8;
@@ -53,7 +56,7 @@ pub struct Header {
     pub size: usize,
     /// `MAGIC` while the header is check mode's.
     pub magic: u32,
-    /// `LIVE`, `QUARANTINED` or `RELEASED`.
+    /// `FRESH`, `LIVE`, `QUARANTINED` or `RELEASED`.
     pub state: AtomicU32,
     /// Where the block was allocated: a stack depot id (0: unknown).
     pub alloc_stack: u32,

@@ -97,3 +97,31 @@ macro_rules! tls_word {
 }
 
 pub(super) use tls_word;
+
+tls_word!(
+    /// This thread's number plus one (0: not dealt yet).
+    thread_number_word,
+    "larder_check_thread_number"
+);
+
+/// A number for the calling thread, dealt at its first call in the order threads ask: check
+/// mode's striped tables and counters pick their stripe by it, so that each thread keeps to
+/// lines of its own. (A hash of the block's address sent every thread to every stripe, and the
+/// stripes' lines went from core to core; one of the stack address sent threads whose stacks
+/// are 8 MiB apart to two of sixteen.)
+#[inline(always)]
+pub(super) fn thread_number() -> usize {
+    match thread_number_word::get() {
+        0 => deal_thread_number(),
+        n => (n - 1) as usize,
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn deal_thread_number() -> usize {
+    static NEXT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    thread_number_word::set(n as u64 + 1);
+    n
+}
