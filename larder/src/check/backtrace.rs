@@ -110,22 +110,36 @@ impl Backtrace {
     /// caller of `capture` as frame #0), at most `MAX_FRAMES`. Never allocates. Most captures
     /// walk with the frame sizes `unwind_cache` learned; the others, and one in a thousand to
     /// check the cache, ask libgcc's unwinder.
-    #[inline(never)]
+    ///
+    /// Inlined, so that the backtrace is filled in the caller's own frame (returned by value
+    /// from a function of its own, it was copied, 136 bytes a call); the work is
+    /// `capture_into`'s, whose frame is the walks' frame 0.
+    #[inline(always)]
     pub fn capture(skip: usize) -> Backtrace {
-        // Not a tail call: `capture`'s frame stays, and is left out.
-        core::hint::black_box(Backtrace::capture_from(skip + 1, true))
+        let mut bt = Backtrace::EMPTY;
+        bt.capture_here(skip);
+        bt
     }
 
-    /// `capture`'s work: with `cached`, tries the cache first. Its own frame is frame 0 of the
-    /// walks.
+    /// As [`capture`](Backtrace::capture), into `self`: on the paths of every malloc and free,
+    /// where the value `capture` returns is moved into a temporary at a cost of a copy.
+    #[inline(always)]
+    pub fn capture_here(&mut self, skip: usize) {
+        Backtrace::capture_into(skip, true, self);
+    }
+
+    /// `capture`'s work, into `bt` (empty): with `cached`, tries the cache first. Its own
+    /// frame is frame 0 of the walks, its caller's frame 1.
     #[inline(never)]
-    fn capture_from(skip: usize, cached: bool) -> Backtrace {
+    fn capture_into(skip: usize, cached: bool, bt: &mut Backtrace) {
         let sp = stack_pointer();
         let skip = skip.min(WALK_MAX - MAX_FRAMES - 1);
-        if cfg!(target_arch = "x86_64") && cached && !unwind_cache::verify_now() {
-            if let Some(bt) = unwind_cache::walk(sp, skip) {
-                return bt;
-            }
+        if cfg!(target_arch = "x86_64")
+            && cached
+            && !unwind_cache::verify_now()
+            && unwind_cache::walk(sp, skip, bt)
+        {
+            return;
         }
         let mut walk = Walk {
             frames: [(0, 0); WALK_MAX],
@@ -140,15 +154,14 @@ impl Backtrace {
         if cfg!(target_arch = "x86_64") {
             unwind_cache::learn_walk(sp, frames, walk.interrupted, walk.ended);
         }
-        let mut bt = Backtrace::EMPTY;
-        // `capture_from` itself is the first frame the unwinder reports. A frame interrupted
+        // `capture_into` itself is the first frame the unwinder reports. A frame interrupted
         // by a signal is kept one byte on, so that `call_site` lands on the faulting
         // instruction itself.
+        bt.len = 0;
         for (i, &(ip, _)) in frames.iter().enumerate().skip(1 + skip).take(MAX_FRAMES) {
             bt.frames[bt.len as usize] = ip + (walk.interrupted >> i & 1) as usize;
             bt.len += 1;
         }
-        bt
     }
 
     /// The captured frames, innermost first.
@@ -391,7 +404,9 @@ mod tests {
     #[inline(never)]
     fn level(n: usize, cached: bool) -> Backtrace {
         let bt = if n == 0 {
-            Backtrace::capture_from(0, cached)
+            let mut bt = Backtrace::EMPTY;
+            Backtrace::capture_into(0, cached, &mut bt);
+            bt
         } else {
             level(n - 1, cached)
         };

@@ -19,6 +19,9 @@ pub const LIVE: u32 = 1;
 pub const QUARANTINED: u32 = 2;
 /// Left the quarantine and given back to the core.
 pub const RELEASED: u32 = 3;
+/// Listed among the live blocks but not yet handed out, its redzones still being written: the
+/// exit checks pass over it.
+pub const FRESH: u32 = 4;
 
 /// Bytes of the header's canary.
 pub const CANARY_LEN: usize = 8;
@@ -53,7 +56,7 @@ pub struct Header {
     pub size: usize,
     /// `MAGIC` while the header is check mode's.
     pub magic: u32,
-    /// `LIVE`, `QUARANTINED` or `RELEASED`.
+    /// `FRESH`, `LIVE`, `QUARANTINED` or `RELEASED`.
     pub state: AtomicU32,
     /// Where the block was allocated: a stack depot id (0: unknown).
     pub alloc_stack: u32,
@@ -90,14 +93,23 @@ impl Header {
     }
 }
 
-/// Where the first byte of `bytes` differing from `expected` lies (compared a word at a time:
-/// poison and redzones are verified on every free and quarantine exit).
+/// Where the first byte of `bytes` differing from `expected` lies. Poison and redzones are
+/// verified on every free and quarantine exit, so whole 64-byte runs are compared first, eight
+/// words ORed together and one branch a run; the run that differs (and the rest) is then
+/// searched a word, then a byte, at a time.
 pub fn first_mismatch(bytes: &[u8], expected: u8) -> Option<usize> {
-    let pattern = usize::from_ne_bytes([expected; 8]);
-    let mut words = bytes.chunks_exact(8);
+    const RUN: usize = 64;
+    let pattern = u64::from_ne_bytes([expected; 8]);
+    let differs = |w: &[u8]| u64::from_ne_bytes(w.try_into().unwrap_or([0; 8])) ^ pattern;
     let mut at = 0;
-    for w in words.by_ref() {
-        if usize::from_ne_bytes(w.try_into().unwrap_or([0; 8])) != pattern {
+    for run in bytes.chunks_exact(RUN) {
+        if run.chunks_exact(8).fold(0, |acc, w| acc | differs(w)) != 0 {
+            break;
+        }
+        at += RUN;
+    }
+    for w in bytes[at..].chunks_exact(8) {
+        if differs(w) != 0 {
             break;
         }
         at += 8;
@@ -146,14 +158,19 @@ mod tests {
 
     #[test]
     fn first_mismatch_finds_the_first_odd_byte_anywhere() {
-        let mut bytes = [POISON_BYTE; 37];
-        assert_eq!(first_mismatch(&bytes, POISON_BYTE), None);
-        for i in [0, 7, 8, 15, 31, 32, 36] {
-            bytes[i] = 0;
-            assert_eq!(first_mismatch(&bytes, POISON_BYTE), Some(i));
-            bytes[36] = 0;
-            assert_eq!(first_mismatch(&bytes, POISON_BYTE), Some(i));
-            bytes = [POISON_BYTE; 37];
+        for len in [37, 64, 200] {
+            let mut bytes = vec![POISON_BYTE; len];
+            assert_eq!(first_mismatch(&bytes, POISON_BYTE), None);
+            for i in [0, 7, 8, 15, 31, 32, 36, 63, 64, 65, 127, 130, 199] {
+                if i >= len {
+                    continue;
+                }
+                bytes[i] = 0;
+                assert_eq!(first_mismatch(&bytes, POISON_BYTE), Some(i));
+                bytes[len - 1] = 0;
+                assert_eq!(first_mismatch(&bytes, POISON_BYTE), Some(i));
+                bytes.fill(POISON_BYTE);
+            }
         }
     }
 }

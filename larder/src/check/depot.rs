@@ -8,6 +8,13 @@
 //! swap on its slot, so `insert` takes no lock. Two threads racing to add the same stack both
 //! write a record; the loser's stays unused (a few words). The store's record: the hash, the
 //! frame count, the frames. An id is the record's word offset plus one.
+//!
+//! Most stacks come back: the same call site, the same callers. The recent ids, a small table
+//! beside the index keyed by a stack's innermost frames, hold the id last found for each key;
+//! `insert` takes it when the record's frames are the stack's (compared, so a stale or
+//! overwritten slot only costs the probe it saves), and skips hashing every frame and probing
+//! the index. Its slots are read and written with plain loads and stores, no locked
+//! instruction, by every thread.
 
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
@@ -16,6 +23,10 @@ use super::backtrace::{Backtrace, MAX_FRAMES};
 
 /// Slots of the index (a power of two): a quarter more than the distinct stacks it can hold.
 const SLOTS: usize = 1 << 20;
+/// Slots of the recent ids (a power of two), after the index's in its mapping.
+const RECENT: usize = 1 << 12;
+/// The index's mapping: its slots, then the recent ids.
+const INDEX_BYTES: usize = (SLOTS + RECENT) * core::mem::size_of::<AtomicU32>();
 /// Probes before `insert` gives up on a crowded table (the stack is then not kept).
 const PROBES_MAX: usize = 128;
 /// The store's reservation, in 8-byte words (1 GiB, touched only as stacks arrive).
@@ -95,11 +106,36 @@ pub fn insert(bt: &Backtrace) -> u32 {
         return 0;
     }
     let (Some(index), Some(store)) = (
-        mapped(&INDEX, SLOTS * core::mem::size_of::<AtomicU32>()),
+        mapped(&INDEX, INDEX_BYTES),
         mapped(&STORE, STORE_WORDS * core::mem::size_of::<usize>()),
     ) else {
         return 0;
     };
+    // SAFETY: the recent ids follow the index's slots in its mapping; the slot is below
+    // `RECENT`.
+    let recent = unsafe { &*index.add(SLOTS + recent_slot(frames)) };
+    let id = recent.load(Ordering::Acquire);
+    // SAFETY: a non-zero recent id was published by `insert`.
+    if id != 0 && unsafe { record(store, id) }.1 == frames {
+        return id;
+    }
+    let id = insert_indexed(frames, index, store);
+    recent.store(id, Ordering::Release);
+    id
+}
+
+/// The recent ids' slot of a stack, from its innermost frames (where the call sites differ)
+/// and its depth: a few loads, where the index's hash reads every frame.
+fn recent_slot(frames: &[usize]) -> usize {
+    let key = frames
+        .iter()
+        .take(4)
+        .fold(frames.len(), |k, &f| k.rotate_left(17) ^ f);
+    key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (usize::BITS - RECENT.trailing_zeros())
+}
+
+/// `insert`'s work past the recent ids: the index's probe, and the record of a new stack.
+fn insert_indexed(frames: &[usize], index: *mut AtomicU32, store: *mut usize) -> u32 {
     let h = hash(frames);
     let mut i = h as usize & (SLOTS - 1);
     for _ in 0..PROBES_MAX {
@@ -141,10 +177,7 @@ pub fn insert(bt: &Backtrace) -> u32 {
 pub fn mapped_ranges() -> [core::ops::Range<usize>; 2] {
     let range = |p: usize, len: usize| if p == 0 { 0..0 } else { p..p + len };
     [
-        range(
-            INDEX.load(Ordering::Acquire) as usize,
-            SLOTS * core::mem::size_of::<AtomicU32>(),
-        ),
+        range(INDEX.load(Ordering::Acquire) as usize, INDEX_BYTES),
         range(
             STORE.load(Ordering::Acquire) as usize,
             STORE_WORDS * core::mem::size_of::<usize>(),
@@ -188,6 +221,22 @@ mod tests {
         assert_eq!(get(ib).frames(), b.frames());
         assert_eq!(insert(&Backtrace::EMPTY), 0);
         assert_eq!(get(0).len, 0);
+    }
+
+    #[test]
+    fn stacks_sharing_a_recent_slot_keep_their_own_ids() {
+        // The same innermost frames and depth: one recent slot, taken by each in turn.
+        let a = bt(&[0x1100, 0x2200, 0x3300, 0x4400, 0x5501]);
+        let b = bt(&[0x1100, 0x2200, 0x3300, 0x4400, 0x5502]);
+        assert_eq!(recent_slot(a.frames()), recent_slot(b.frames()));
+        let (ia, ib) = (insert(&a), insert(&b));
+        assert_ne!(ia, ib);
+        for _ in 0..3 {
+            assert_eq!(insert(&a), ia);
+            assert_eq!(insert(&a), ia);
+            assert_eq!(insert(&b), ib);
+        }
+        assert_eq!(get(ib).frames(), b.frames());
     }
 
     #[test]

@@ -158,9 +158,20 @@ static BASE: AtomicUsize = AtomicUsize::new(0);
 static SLOTS: AtomicPtr<Slot> = AtomicPtr::new(ptr::null_mut());
 /// Slots written (published with `Release` after each is complete).
 static COUNT: AtomicUsize = AtomicUsize::new(0);
-/// Blocks guarded, and blocks left unguarded by sampling or limits.
+/// Blocks guarded.
 static GUARDED: AtomicU64 = AtomicU64::new(0);
-static UNGUARDED: AtomicU64 = AtomicU64::new(0);
+/// Blocks left unguarded by sampling or limits: nearly every malloc counts one, so the count
+/// is striped by thread number (one counter was a line that every thread's malloc wrote).
+static UNGUARDED: [Stripe; STRIPES] = [const { Stripe(AtomicU64::new(0)) }; STRIPES];
+const STRIPES: usize = 16;
+#[repr(align(64))]
+struct Stripe(AtomicU64);
+
+fn count_unguarded() {
+    UNGUARDED[super::tls::thread_number() % STRIPES]
+        .0
+        .fetch_add(1, Ordering::Relaxed);
+}
 /// Whether `auto` went past its budget (and sampled from then on).
 static OVER_BUDGET: AtomicU32 = AtomicU32::new(0);
 /// Bytes of the data pages of live guarded blocks, for the heap figures.
@@ -296,10 +307,21 @@ fn placement(data: usize, len: usize, size: usize, align: usize, o: &options::Op
     }
 }
 
-/// Allocations seen, for sampling: counted outside the pool's lock, so that an allocation
-/// sampled out never takes it (every malloc of every thread did, and with four threads the lock
-/// was contended).
-static SEEN: AtomicU64 = AtomicU64::new(0);
+super::tls::tls_word!(
+    /// Allocations this thread has seen, for sampling (one in N of each thread's): counted
+    /// outside the pool's lock, so that an allocation sampled out never takes it (every malloc
+    /// of every thread did, and with four threads the lock was contended), and per thread,
+    /// since one counter for all was a line that every thread's malloc wrote.
+    seen_here,
+    "larder_check_guard_seen"
+);
+
+/// This thread's allocations seen, this one included.
+fn count_seen() -> u64 {
+    let seen = seen_here::get().wrapping_add(1);
+    seen_here::set(seen);
+    seen
+}
 /// Set once the budget of `auto` cannot hold even a one-page block: from then on its sampling
 /// is decided without the lock.
 static BUDGET_SPENT: AtomicU32 = AtomicU32::new(0);
@@ -355,15 +377,15 @@ pub fn alloc(
         return None;
     }
     let len = size.max(1).checked_next_multiple_of(PAGE)?;
-    let seen = SEEN.fetch_add(1, Ordering::Relaxed) + 1;
+    let seen = count_seen();
     if sampled_out(options::get().guard, seen) {
-        UNGUARDED.fetch_add(1, Ordering::Relaxed);
+        count_unguarded();
         return None;
     }
     let mut pool = POOL.lock();
     if !decide(&mut pool, len, seen) {
         drop(pool);
-        UNGUARDED.fetch_add(1, Ordering::Relaxed);
+        count_unguarded();
         return None;
     }
     let base = base()?;
@@ -530,7 +552,10 @@ pub fn live_count() -> usize {
 pub fn write_summary() {
     let (guarded, unguarded) = (
         GUARDED.load(Ordering::Relaxed),
-        UNGUARDED.load(Ordering::Relaxed),
+        UNGUARDED
+            .iter()
+            .map(|s| s.0.load(Ordering::Relaxed))
+            .fold(0u64, u64::wrapping_add),
     );
     let o = options::get();
     if guarded == 0 || o.guard == Guard::Off {

@@ -6,8 +6,8 @@
 //! Valgrind's cliques do). Reports are grouped by allocation stack, definitely lost first,
 //! largest first.
 //!
-//! Live blocks are kept in a list threaded through their headers (sharded, a lock each; the exit
-//! checks also walk it to check the redzones of blocks never freed); the scan's own tables are
+//! Live blocks are kept in tables, a shard for each thread (a lock each; the exit checks also
+//! walk them to check the redzones of blocks never freed); the scan's own tables are
 //! mmap'd (the heap is not used, and the tables are left out of the roots).
 
 use super::block::Header;
@@ -25,7 +25,7 @@ use core::sync::atomic::Ordering::Acquire;
 /// stores. Free places are chained through the table (`FREE_TAG` set, the next free place
 /// above it) and reused last out first, so the places in use stay few and warm.
 struct List {
-    /// The shard's first line of `TABLES` (null until its first block); see `List::place`.
+    /// The shard's table in `TABLES` (null until its first block); see `List::place`.
     places: *mut usize,
     /// Places handed out so far, in use or free.
     used: usize,
@@ -62,13 +62,23 @@ static LIVE: [Shard; SHARDS] = [const {
 }; SHARDS];
 /// Every shard's table, one reservation (so that the leak mark leaves out one range).
 static TABLES: AtomicPtr<usize> = AtomicPtr::new(core::ptr::null_mut());
-const TABLES_BYTES: usize = SHARDS * PLACES * core::mem::size_of::<usize>();
+const TABLES_BYTES: usize = SHARDS * (PLACES + LINE) * core::mem::size_of::<usize>();
 
-/// The shard of a header: a hash of its address (headers are 16-byte aligned, and blocks of a
-/// size class are a multiple of 16 apart).
-fn shard_index(h: *mut Header) -> usize {
-    let a = h as usize >> 4;
-    (a ^ (a >> 6) ^ (a >> 12)) % SHARDS
+/// The shard a thread lists its blocks in: its own (by `thread_number`), so that the shard's
+/// lock and table lines stay in its core's cache; a block freed by another thread is taken out
+/// of the shard it was listed in (its `place` says which).
+fn thread_shard() -> usize {
+    super::tls::thread_number() % SHARDS
+}
+
+/// A header's `place`: its shard and its index in the shard's table.
+fn place_of(shard: usize, index: usize) -> usize {
+    shard * PLACES + index
+}
+
+/// The shard and index of a `place` (not `UNLISTED`).
+fn shard_and_index(place: usize) -> (usize, usize) {
+    (place / PLACES, place % PLACES)
 }
 
 /// The tables' mapping (empty until made): no root of the leak mark, since it points to
@@ -84,14 +94,13 @@ pub fn mapped_range() -> core::ops::Range<usize> {
 const LINE: usize = 8;
 
 impl List {
-    /// Where place `i` lies. The shards' tables are interleaved a cache line at a time: every
-    /// shard's first (busiest) places share a few pages, as the list heads did, and no line
-    /// is two shards'. (Tables one after the other put every shard's first places 32 MiB
-    /// apart, in the same cache sets, and each on a page of its own.)
+    /// Where place `i` lies: each shard's table is its own run of the reservation (a thread
+    /// fills its shard's pages one after the other; interleaved a line at a time, one thread's
+    /// places lay a page apart, a page of memory for every eight live blocks), the runs a line
+    /// longer than the table, so that shards' first places do not all share one cache set.
     fn place(&self, i: usize) -> *mut usize {
         // Inside the reservation for `i < PLACES`, which callers keep to.
-        self.places
-            .wrapping_add(i / LINE * SHARDS * LINE + i % LINE)
+        self.places.wrapping_add(i)
     }
 
     /// The headers in the table, in place order.
@@ -106,37 +115,53 @@ impl List {
 
 /// Adds a new block's header to the live blocks.
 pub fn insert(h: *mut Header) {
-    let shard = shard_index(h);
+    let first = thread_shard();
+    // A thread whose shard is full lists its blocks in the next ones.
+    for shard in (first..SHARDS).chain(0..first) {
+        match insert_in(shard, h) {
+            Listed::Yes => return,
+            Listed::Full => continue,
+            Listed::NoMemory => break,
+        }
+    }
+    // SAFETY: `h` is a fresh header this thread owns.
+    unsafe { (*h).place = UNLISTED };
+}
+
+enum Listed {
+    Yes,
+    Full,
+    NoMemory,
+}
+
+fn insert_in(shard: usize, h: *mut Header) -> Listed {
     let mut list = LIVE[shard].0.lock();
     if list.places.is_null() {
         let Some(all) = super::depot::mapped(&TABLES, TABLES_BYTES) else {
-            // SAFETY: `h` is a fresh header this thread owns.
-            unsafe { (*h).place = UNLISTED };
-            return;
+            return Listed::NoMemory;
         };
-        // SAFETY: the shard's first line lies inside the reservation.
-        list.places = unsafe { all.add(shard * LINE) };
+        // SAFETY: the shard's table lies inside the reservation.
+        list.places = unsafe { all.add(shard * (PLACES + LINE)) };
     }
-    let place = if list.free != 0 {
-        let place = list.free - 1;
+    let index = if list.free != 0 {
+        let index = list.free - 1;
         // SAFETY: a free place below `used`, holding the next free place (tagged).
-        list.free = unsafe { list.place(place).read() } >> 1;
-        place
+        list.free = unsafe { list.place(index).read() } >> 1;
+        index
     } else if list.used < PLACES {
         list.used += 1;
         list.used - 1
     } else {
-        // SAFETY: as above.
-        unsafe { (*h).place = UNLISTED };
-        return;
+        return Listed::Full;
     };
-    // SAFETY: `place < PLACES`, inside the reservation (`List::place`); `h` is a fresh header this thread
-    // owns.
+    // SAFETY: `index < PLACES`, inside the reservation (`List::place`); `h` is a fresh header
+    // this thread owns.
     unsafe {
-        list.place(place).write(h as usize);
-        (*h).place = place;
+        list.place(index).write(h as usize);
+        (*h).place = place_of(shard, index);
     }
     list.count += 1;
+    Listed::Yes
 }
 
 /// Takes a block that stops being live out of the live blocks.
@@ -146,10 +171,11 @@ pub fn remove(h: *mut Header) {
     if place == UNLISTED {
         return;
     }
-    let mut list = LIVE[shard_index(h)].0.lock();
-    // SAFETY: `place` was handed to `h` by `insert` in this shard and is still its own.
-    unsafe { list.place(place).write(list.free << 1 | FREE_TAG) };
-    list.free = place + 1;
+    let (shard, index) = shard_and_index(place);
+    let mut list = LIVE[shard].0.lock();
+    // SAFETY: `index` was handed to `h` by `insert` in this shard and is still its own.
+    unsafe { list.place(index).write(list.free << 1 | FREE_TAG) };
+    list.free = index + 1;
     list.count -= 1;
 }
 
@@ -733,7 +759,8 @@ mod tests {
             .collect();
         assert_eq!(visited(&ptrs), odd);
         // Listed again: found again, in a place below the shard's high-water mark.
-        let used = |h: *mut Header| LIVE[shard_index(h)].0.lock().used;
+        // SAFETY: the headers are this test's.
+        let used = |h: *mut Header| LIVE[shard_and_index(unsafe { (*h).place }).0].0.lock().used;
         let before = used(ptrs[0]);
         insert(ptrs[0]);
         assert_eq!(used(ptrs[0]), before);

@@ -12,6 +12,7 @@
 //! - `leaks`: the live-block list and the conservative mark at exit;
 //! - `program_stats`: the program's calls and requested bytes, for its heap figures;
 //! - `quarantine`: freed blocks held, poisoned, first in first out;
+//! - `tls`: per-thread words reached without `__tls_get_addr`;
 //! - `report`: error reports on stderr and in `LARDER_REPORT_FILE`, exit status 23;
 //! - `unwind_cache`: frame sizes learned per call site, for backtraces without the unwinder.
 //!
@@ -33,17 +34,18 @@ pub mod profile;
 mod program_stats;
 mod quarantine;
 pub mod report;
+mod tls;
 mod unwind_cache;
 
 pub use program_stats::stats;
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use self::backtrace::Backtrace;
 use self::block::{
-    first_mismatch, header_of, Header, CANARY_LEN, HEADER_SIZE, LIVE, MAGIC, POISON_BYTE,
+    first_mismatch, header_of, Header, CANARY_LEN, FRESH, HEADER_SIZE, LIVE, MAGIC, POISON_BYTE,
     POISON_MAX, QUARANTINED, REDZONE_BYTE, RELEASED, TAIL_MAX, TAIL_MIN, UNINIT_BYTE, UNINIT_MAX,
 };
 use self::report::Error;
@@ -93,13 +95,9 @@ impl AllocKind {
 /// None beyond the usual: free the block with this module's `free`.
 #[inline(never)]
 pub unsafe fn alloc(size: usize, align: usize) -> *mut u8 {
-    alloc_with(
-        size,
-        align,
-        false,
-        AllocKind::Malloc,
-        &Backtrace::capture(1),
-    )
+    let mut at = Backtrace::EMPTY;
+    at.capture_here(1);
+    alloc_with(size, align, false, AllocKind::Malloc, &at)
 }
 
 /// As [`alloc`], for the allocating function of family `kind` (C++'s `new` and `new[]`); the
@@ -109,7 +107,9 @@ pub unsafe fn alloc(size: usize, align: usize) -> *mut u8 {
 /// As [`alloc`].
 #[inline(never)]
 pub unsafe fn alloc_as(size: usize, align: usize, kind: AllocKind) -> *mut u8 {
-    alloc_with(size, align, false, kind, &Backtrace::capture(1))
+    let mut at = Backtrace::EMPTY;
+    at.capture_here(1);
+    alloc_with(size, align, false, kind, &at)
 }
 
 /// As [`alloc`], zeroed.
@@ -118,7 +118,9 @@ pub unsafe fn alloc_as(size: usize, align: usize, kind: AllocKind) -> *mut u8 {
 /// As [`alloc`].
 #[inline(never)]
 pub unsafe fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
-    alloc_with(size, align, true, AllocKind::Malloc, &Backtrace::capture(1))
+    let mut at = Backtrace::EMPTY;
+    at.capture_here(1);
+    alloc_with(size, align, true, AllocKind::Malloc, &at)
 }
 
 /// Frees a checked block; anything else (a block already freed, a pointer into a block, a
@@ -130,7 +132,9 @@ pub unsafe fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
 pub unsafe fn free(ptr: *mut u8) {
     // The header is read once the stack is captured: start bringing it in now.
     block::prefetch(header_of(ptr as usize) as usize);
-    free_with(ptr, AllocKind::Malloc, &Backtrace::capture(1));
+    let mut at = Backtrace::EMPTY;
+    at.capture_here(1);
+    free_with(ptr, AllocKind::Malloc, &at);
 }
 
 /// As [`free`], by the freeing function of family `kind` (C++'s `delete` and `delete[]`): a
@@ -141,7 +145,9 @@ pub unsafe fn free(ptr: *mut u8) {
 #[inline(never)]
 pub unsafe fn free_as(ptr: *mut u8, kind: AllocKind) {
     block::prefetch(header_of(ptr as usize) as usize);
-    free_with(ptr, kind, &Backtrace::capture(1));
+    let mut at = Backtrace::EMPTY;
+    at.capture_here(1);
+    free_with(ptr, kind, &at);
 }
 
 fn free_with(ptr: *mut u8, kind: AllocKind, at: &Backtrace) {
@@ -247,7 +253,8 @@ fn private_operator(stack: &Backtrace, single: &[u8], array: &[u8]) -> AllocKind
 #[inline(never)]
 pub unsafe fn realloc(ptr: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     block::prefetch(header_of(ptr as usize) as usize);
-    let at = Backtrace::capture(1);
+    let mut at = Backtrace::EMPTY;
+    at.capture_here(1);
     if ptr.is_null() {
         return alloc_with(new_size, align, false, AllocKind::Malloc, &at);
     }
@@ -360,17 +367,9 @@ pub fn owns(ptr: *const u8) -> bool {
     core_alloc::owns(ptr) || guard::owns(ptr as usize)
 }
 
-fn alloc_with(size: usize, align: usize, zeroed: bool, kind: AllocKind, bt: &Backtrace) -> *mut u8 {
-    let p = place(size, align, zeroed, kind, bt);
-    if !p.is_null() {
-        program_stats::allocated(size);
-    }
-    p
-}
-
 /// A new checked block, guarded or in a core block between redzones; null when none can be had
 /// (or fault injection says so).
-fn place(size: usize, align: usize, zeroed: bool, kind: AllocKind, bt: &Backtrace) -> *mut u8 {
+fn alloc_with(size: usize, align: usize, zeroed: bool, kind: AllocKind, bt: &Backtrace) -> *mut u8 {
     // Fault injection decides first: a failed realloc leaves the old block alone, as C's does
     // when memory runs out.
     if fail::inject(size, bt) {
@@ -381,6 +380,7 @@ fn place(size: usize, align: usize, zeroed: bool, kind: AllocKind, bt: &Backtrac
     }
     let stack = depot::insert(bt);
     if let Some(p) = guard::alloc(size, align, zeroed, stack, kind) {
+        program_stats::allocated(size);
         return p;
     }
     let align = align.max(MIN_ALIGN);
@@ -407,17 +407,32 @@ fn place(size: usize, align: usize, zeroed: bool, kind: AllocKind, bt: &Backtrac
     // SAFETY: the core block holds `offset + size + TAIL_MIN` bytes from `base`, and the
     // usable size it reports; the header lies in the first `offset` bytes.
     unsafe {
-        block::bytes(base, offset - HEADER_SIZE).fill(REDZONE_BYTE);
-        h.write(Header::new(base, size, stack, kind));
+        h.write(Header {
+            state: AtomicU32::new(FRESH),
+            ..Header::new(base, size, stack, kind)
+        })
+    };
+    // The locked instructions come before the fills: each waits until every store before it
+    // has reached the cache, and after the fills (hundreds of bytes, lines not yet owned among
+    // them) the table lock's compare-and-swap took 60% of this function's samples (perf).
+    leaks::insert(h);
+    program_stats::allocated(size);
+    // SAFETY: as above: the pad, the user bytes and the tail lie inside the core block.
+    unsafe {
+        if offset > HEADER_SIZE {
+            block::bytes(base, offset - HEADER_SIZE).fill(REDZONE_BYTE);
+        }
         if !zeroed {
             block::bytes(user, size.min(UNINIT_MAX)).fill(UNINIT_BYTE);
         }
         let usable = core_alloc::usable_size(base as *const u8);
         let tail = (base + usable - user - size).min(TAIL_MAX);
         block::bytes(user + size, tail).fill(REDZONE_BYTE);
-        // Listed last, with its redzones written: the exit checks may read them at once.
-        leaks::insert(h);
     }
+    // Listed while FRESH, which the exit checks pass over; LIVE once the redzones are written
+    // (a release store: a plain one on x86, no wait).
+    // SAFETY: the header was written above and is this thread's.
+    unsafe { (*h).state.store(LIVE, Ordering::Release) };
     user as *mut u8
 }
 
@@ -428,7 +443,7 @@ impl Header {
             base,
             size,
             magic: MAGIC,
-            state: core::sync::atomic::AtomicU32::new(LIVE),
+            state: AtomicU32::new(LIVE),
             alloc_stack,
             free_stack: 0,
             place: leaks::UNLISTED,
@@ -509,12 +524,14 @@ fn release_to_quarantine(h: *mut Header, at: &Backtrace, op: &str) {
     let header = unsafe { &mut *h };
     let user = header.user();
     let size = header.size;
+    // Out of the live blocks before the poison fill, for the reason `alloc_with` lists them
+    // before its fills: the lock's compare-and-swap waits for the stores before it.
+    leaks::remove(h);
     program_stats::freed(size);
     check_redzones(header, op, Some(at));
     header.free_stack = depot::insert(at);
     // SAFETY: the user bytes are the block's.
     unsafe { block::bytes(user, size.min(POISON_MAX)).fill(POISON_BYTE) };
-    leaks::remove(h);
     quarantine::push(
         user,
         size,

@@ -80,92 +80,18 @@ thread_local! {
     static RNG: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Bytes left before this thread's next sample point.
-///
-/// On x86-64 Linux a TLS variable of the initial-exec model defined in assembly, as the core's
-/// heap pointer is (`heap::current_heap`): one `fs`-relative load and store inside
-/// liblarder_check.so, where a `thread_local!` goes through `__tls_get_addr` (about 25
-/// instructions more per malloc, measured with callgrind). Elsewhere a `thread_local!`.
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-mod countdown {
-    core::arch::global_asm!(
-        ".pushsection .tbss,\"awT\",@nobits",
-        ".p2align 3",
-        ".globl larder_profile_countdown",
-        ".hidden larder_profile_countdown",
-        ".type larder_profile_countdown, @object",
-        ".size larder_profile_countdown, 8",
-        "larder_profile_countdown:",
-        ".zero 8",
-        ".popsection",
-    );
-
-    /// Subtracts `bytes` from this thread's countdown; the new value.
-    #[inline(always)]
-    pub fn sub(bytes: i64) -> i64 {
-        let left: i64;
-        // SAFETY: reads and writes this thread's copy of the 8-byte TLS variable defined
-        // above (its offset from the thread pointer comes from the GOT), nothing else.
-        unsafe {
-            core::arch::asm!(
-                "mov {t}, qword ptr [rip + larder_profile_countdown@GOTTPOFF]",
-                "mov {l}, qword ptr fs:[{t}]",
-                "sub {l}, {b}",
-                "mov qword ptr fs:[{t}], {l}",
-                t = out(reg) _,
-                l = out(reg) left,
-                b = in(reg) bytes,
-                options(nostack),
-            );
-        }
-        left
-    }
-
-    /// Sets this thread's countdown.
-    #[inline]
-    pub fn set(value: i64) {
-        // SAFETY: writes this thread's copy of the TLS variable defined above, nothing else.
-        unsafe {
-            core::arch::asm!(
-                "mov {t}, qword ptr [rip + larder_profile_countdown@GOTTPOFF]",
-                "mov qword ptr fs:[{t}], {v}",
-                t = out(reg) _,
-                v = in(reg) value,
-                options(nostack, preserves_flags),
-            );
-        }
-    }
-}
-
-#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-mod countdown {
-    use core::cell::Cell;
-
-    thread_local! {
-        static COUNTDOWN: Cell<i64> = const { Cell::new(0) };
-    }
-
-    /// Subtracts `bytes` from this thread's countdown; the new value.
-    #[inline(always)]
-    pub fn sub(bytes: i64) -> i64 {
-        COUNTDOWN.with(|c| {
-            let left = c.get().wrapping_sub(bytes);
-            c.set(left);
-            left
-        })
-    }
-
-    /// Sets this thread's countdown.
-    #[inline]
-    pub fn set(value: i64) {
-        COUNTDOWN.with(|c| c.set(value));
-    }
-}
+super::tls::tls_word!(
+    /// Bytes left before this thread's next sample point (an `i64` in the word's bits).
+    countdown,
+    "larder_profile_countdown"
+);
 
 /// Counts `size` bytes down; true when the allocation is to be sampled.
 #[inline(always)]
 fn counts_down(size: usize) -> bool {
-    countdown::sub(size as i64) < 0 && sample_point_crossed(size)
+    let left = (countdown::get() as i64).wrapping_sub(size as i64);
+    countdown::set(left as u64);
+    left < 0 && sample_point_crossed(size)
 }
 
 /// The countdown went below zero: a sample, unless this was the thread's first allocation and
@@ -177,12 +103,12 @@ fn sample_point_crossed(size: usize) -> bool {
     if RNG.with(Cell::get) == 0 {
         RNG.with(|r| r.set(seed()));
         let left = (draw_interval(rate) as i64).wrapping_sub(size as i64);
-        countdown::set(left);
+        countdown::set(left as u64);
         if left >= 0 {
             return false;
         }
     }
-    countdown::set(draw_interval(rate) as i64);
+    countdown::set(draw_interval(rate));
     true
 }
 

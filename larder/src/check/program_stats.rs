@@ -6,7 +6,7 @@
 //! the program did, at the two places a call succeeds: a block handed out, a live block freed.
 //!
 //! Counts and requested bytes are added in stripes, one cache line each, picked by the calling
-//! thread's stack, so that threads do not write one line on every call. Live bytes are one
+//! thread's number (`tls::thread_number`), so that threads do not write one line on every call. Live bytes are one
 //! atomic: the peak is a maximum of the total, which stripes cannot give. Check mode's free
 //! already takes the quarantine's lock, a shared line of its own, so one more is in proportion.
 
@@ -34,13 +34,10 @@ static STRIPES_OF: [Stripe; STRIPES] = [EMPTY_STRIPE; STRIPES];
 static LIVE_BYTES: AtomicU64 = AtomicU64::new(0);
 static PEAK_LIVE_BYTES: AtomicU64 = AtomicU64::new(0);
 
-/// The calling thread's stripe. Threads' stacks are separate mappings, megabytes apart, so bits
-/// above the first megabyte of a stack address tell threads apart without a thread-local.
+/// The calling thread's stripe.
 #[inline(always)]
 fn stripe() -> &'static Stripe {
-    let marker = 0u8;
-    let sp = core::hint::black_box(&marker) as *const u8 as usize;
-    &STRIPES_OF[(sp >> 20) % STRIPES]
+    &STRIPES_OF[super::tls::thread_number() % STRIPES]
 }
 
 /// The program was handed a block of `size` bytes (it asked for `size`).

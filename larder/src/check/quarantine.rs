@@ -15,10 +15,11 @@ use crate::sync::Lock;
 const SLOTS: usize = 1 << 20;
 /// How many blocks before the head are prefetched: enough that a block's lines arrive before
 /// it leaves (a free in check mode takes longer than a trip to memory), few enough that they
-/// are still in the cache when it does.
-const AHEAD: usize = 16;
+/// are still in the cache when it does. (32 and 1 KiB against 16 and 256 bytes: churn
+/// 0.476 -> 0.443 s, medians of 11 interleaved rounds; its blocks average about 400 bytes.)
+const AHEAD: usize = 32;
 /// Bytes of a block's poison prefetched (the hardware prefetcher follows the rest).
-const PREFETCH_BYTES: usize = 256;
+const PREFETCH_BYTES: usize = 1024;
 
 #[derive(Clone, Copy)]
 struct Slot {

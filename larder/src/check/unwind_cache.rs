@@ -15,8 +15,7 @@
 //! stack range this thread's slow captures have seen, so even a wrong delta yields a wrong
 //! frame, never a fault.
 
-use core::cell::Cell;
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::backtrace::{Backtrace, MAX_FRAMES};
 
@@ -24,7 +23,7 @@ use super::backtrace::{Backtrace, MAX_FRAMES};
 const ENTRIES: usize = 1 << 15;
 const PROBES_MAX: usize = 16;
 /// One capture in this many takes the slow path and re-learns (and checks) its frames.
-const VERIFY_EVERY: u32 = 1024;
+const VERIFY_EVERY: u64 = 1024;
 /// Frames above this size are not believed.
 const DELTA_MAX: u64 = 1 << 24;
 
@@ -51,12 +50,19 @@ static TABLE: [Entry; ENTRIES] = [const {
 /// `capture`'s own frame size, from its stack pointer to its CFA (0: not known yet;
 /// `usize::MAX`: the fast path is off, `capture`'s stack pointer did not stay put).
 static CAPTURE_DELTA: AtomicUsize = AtomicUsize::new(0);
-static CAPTURES: AtomicU32 = AtomicU32::new(0);
 
-thread_local! {
+super::tls::tls_word!(
     /// The highest stack address this thread's slow captures reached: a walk stays below it.
-    static STACK_TOP: Cell<usize> = const { Cell::new(0) };
-}
+    stack_top,
+    "larder_check_stack_top"
+);
+
+super::tls::tls_word!(
+    /// This thread's captures so far: every `VERIFY_EVERY`th takes the slow path. Per thread,
+    /// since one counter for all made every malloc and free of every thread write one line.
+    captures,
+    "larder_check_captures"
+);
 
 fn slot_of(pc: usize) -> usize {
     (pc.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) & (ENTRIES - 1)
@@ -129,36 +135,42 @@ fn learn(pc: usize, observed: u64) {
 
 /// Whether this capture should take the slow path to check the cache.
 pub fn verify_now() -> bool {
-    CAPTURES.fetch_add(1, Ordering::Relaxed) % VERIFY_EVERY == 0
+    let n = captures::get();
+    captures::set(n.wrapping_add(1));
+    n % VERIFY_EVERY == 0
 }
 
-/// Walks the stack from `capture`'s stack pointer `sp` with the cache, leaving out the first
-/// `skip` frames above `capture`'s caller. `None` when a frame is not known (or the walk would
-/// leave the stack range seen): the caller then unwinds the slow way.
-pub fn walk(sp: usize, skip: usize) -> Option<Backtrace> {
+/// Walks the stack from `capture`'s stack pointer `sp` with the cache into `bt`, leaving out
+/// the first `skip` frames above `capture`'s caller. False when a frame is not known (or the
+/// walk would leave the stack range seen): the caller then unwinds the slow way.
+pub fn walk(sp: usize, skip: usize, bt: &mut Backtrace) -> bool {
     let own = CAPTURE_DELTA.load(Ordering::Relaxed);
     if own == 0 || own == usize::MAX {
-        return None;
+        return false;
     }
-    let top = STACK_TOP.with(Cell::get);
-    let mut bt = Backtrace::EMPTY;
-    let mut cfa = sp.checked_add(own)?;
+    let top = stack_top::get() as usize;
+    let Some(mut cfa) = sp.checked_add(own) else {
+        return false;
+    };
+    if cfa <= sp || cfa % 8 != 0 {
+        return false;
+    }
     let mut index = 0;
-    loop {
-        if cfa <= sp || cfa > top || cfa % 8 != 0 {
-            return None;
-        }
+    let mut len = 0;
+    // Past the first frame `cfa` only grows, by learned deltas that are multiples of 8 below
+    // `DELTA_MAX`, so staying below `top` is the one bound left to check.
+    while cfa <= top {
         // SAFETY: `sp < cfa - 8 < top`: between this thread's stack pointer and the highest
         // address its unwinder reached, all mapped stack of this thread.
         let pc = unsafe { ((cfa - 8) as *const usize).read() };
         if pc == 0 {
-            return Some(bt);
+            break;
         }
         if index >= skip {
-            bt.frames[bt.len as usize] = pc;
-            bt.len += 1;
-            if bt.len as usize == MAX_FRAMES {
-                return Some(bt);
+            bt.frames[len] = pc;
+            len += 1;
+            if len == MAX_FRAMES {
+                break;
             }
         }
         index += 1;
@@ -166,13 +178,18 @@ pub fn walk(sp: usize, skip: usize) -> Option<Backtrace> {
         // frame is known and then for its rule made two trips for each.
         let r = rule(pc);
         if !trusted(r) {
-            return None;
+            return false;
         }
         if r & END_OF_STACK != 0 {
-            return Some(bt);
+            break;
         }
-        cfa = cfa.checked_add((r & 0xffff_ffff) as usize)?;
+        cfa += (r & 0xffff_ffff) as usize;
     }
+    if cfa > top {
+        return false;
+    }
+    bt.len = len as u8;
+    true
 }
 
 /// Learns from a slow capture: `sp` was `capture`'s stack pointer, `frames` the unwinder's
@@ -208,6 +225,6 @@ pub fn learn_walk(sp: usize, frames: &[(usize, usize)], interrupted: u32, ended:
         if ended && frames.len() > 1 {
             learn(last_pc, END_OF_STACK);
         }
-        STACK_TOP.with(|top| top.set(top.get().max(last_sp)));
+        stack_top::set(stack_top::get().max(last_sp as u64));
     }
 }
