@@ -169,6 +169,24 @@ if [ -f "$check_lib" ]; then
       run_test "check mode: $prog reports nothing" env LD_PRELOAD="$check_lib" "$out/check/$prog"
       continue
     fi
+    if [ "$class" = signal ]; then
+      # A SIGSEGV or SIGBUS sent, not a fault: the process dies of it, with nothing reported.
+      for how in segv:139 kill-segv:139 bus:135; do
+        for guard in auto off; do
+          log=$(mktemp)
+          timeout -k 10 60 env LARDER_GUARD=$guard LD_PRELOAD="$check_lib" "$out/check/$prog" "${how%:*}" >"$log" 2>&1
+          rc=$?
+          if [ "$rc" -eq "${how#*:}" ] && ! grep -q "ERROR" "$log"; then
+            pass "check mode: $prog ${how%:*} (guard $guard) dies of the signal, nothing reported"
+          else
+            fail "check mode: $prog ${how%:*} (guard $guard; exit $rc, want ${how#*:})"
+            sed 's/^/    /' "$log" | head -10
+          fi
+          rm -f "$log"
+        done
+      done
+      continue
+    fi
     if [ "$class" = segv ]; then
       # A crash outside the heap: reported with its stack, and the process still dies of
       # SIGSEGV (status 139), with guard pages or without (no block is ever guarded).

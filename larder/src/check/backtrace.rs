@@ -288,7 +288,8 @@ pub fn locate(addr: usize) -> Option<Location> {
 }
 
 /// The function that the call instruction ending at return address `ret` called, where it is a
-/// direct `call rel32` (through a PLT stub: the function the stub's GOT slot holds). For a
+/// direct `call rel32` (through a PLT stub: the function the stub's GOT slot holds) or a
+/// `call *slot(%rip)` (the function the slot holds). For a
 /// frame that jumped on to its callee instead of calling it, and so left no frame of its own:
 /// `operator delete` is often `jmp free`, and the `free` then returns straight to the code that
 /// called `operator delete`. x86-64 only; the code and GOT bytes are copied, never read in
@@ -297,12 +298,19 @@ pub(super) fn callee(ret: usize) -> Option<usize> {
     if !cfg!(target_arch = "x86_64") {
         return None;
     }
-    let mut call = [0u8; 5];
-    if crate::os::copy_own(ret.checked_sub(5)?, &mut call) != Ok(5) || call[0] != 0xe8 {
+    let mut call = [0u8; 6];
+    if crate::os::copy_own(ret.checked_sub(6)?, &mut call) != Ok(6) {
         return None;
     }
-    let rel = i32::from_le_bytes([call[1], call[2], call[3], call[4]]);
-    let target = ret.wrapping_add_signed(rel as isize);
+    let disp = |b: &[u8]| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as isize;
+    if call[..2] == [0xff, 0x15] {
+        // `call *slot(%rip)`, as code built with -fno-plt calls another module's function.
+        return read_word(ret.wrapping_add_signed(disp(&call[2..])));
+    }
+    if call[1] != 0xe8 {
+        return None;
+    }
+    let target = ret.wrapping_add_signed(disp(&call[2..]));
     // A PLT stub: `jmp *slot(%rip)`, after `endbr64` and a `bnd` prefix where the build has
     // them (.plt.sec).
     let mut stub = [0u8; 11];
@@ -315,14 +323,13 @@ pub(super) fn callee(ret: usize) -> Option<usize> {
         [0xf3, 0x0f, 0x1e, 0xfa, 0xf2, 0xff, 0x25, ..] => 5,
         _ => return Some(target),
     };
-    let disp = &stub[jump_at + 2..jump_at + 6];
-    let disp = i32::from_le_bytes([disp[0], disp[1], disp[2], disp[3]]);
-    let slot = (target + jump_at + 6).wrapping_add_signed(disp as isize);
-    let mut resolved = [0u8; 8];
-    if crate::os::copy_own(slot, &mut resolved) != Ok(8) {
-        return None;
-    }
-    Some(usize::from_ne_bytes(resolved))
+    read_word((target + jump_at + 6).wrapping_add_signed(disp(&stub[jump_at + 2..])))
+}
+
+/// The word at `addr`, copied (see `callee`).
+fn read_word(addr: usize) -> Option<usize> {
+    let mut word = [0u8; 8];
+    (crate::os::copy_own(addr, &mut word) == Ok(8)).then(|| usize::from_ne_bytes(word))
 }
 
 /// A return address points after the call; one byte back lies inside the call instruction,

@@ -623,6 +623,11 @@ static PREVIOUS_READY: AtomicU32 = AtomicU32::new(0);
 /// it does not pass on faults it does not know): checked at every guarded allocation.
 pub(super) fn install_handlers() {
     for (i, sig) in [libc::SIGSEGV, libc::SIGBUS].into_iter().enumerate() {
+        // Read, compare, install and record under one lock: two threads installing at once
+        // (a library's constructor may start threads before check mode's own runs) would
+        // otherwise record `on_fault` as the handler before it, and chaining to it would
+        // recurse.
+        let mut previous = PREVIOUS[i].lock();
         // SAFETY: a zeroed `sigaction` is valid; with a null new action, sigaction only reads
         // the current one.
         let current = unsafe {
@@ -634,15 +639,16 @@ pub(super) fn install_handlers() {
             continue;
         }
         // SAFETY: zeroed `sigaction` structs are valid; `on_fault` has the SA_SIGINFO
-        // signature and never returns into a fault of ours.
+        // signature and never returns into a fault of ours. SA_ONSTACK: on a thread with an
+        // alternate signal stack (Rust's runtime gives its threads one), a stack overflow can
+        // still be handled, by the handler chained to.
         unsafe {
             let mut new: libc::sigaction = core::mem::zeroed();
             new.sa_sigaction = on_fault as Action as usize;
-            new.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER;
+            new.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER | libc::SA_ONSTACK;
             libc::sigemptyset(&mut new.sa_mask);
-            let mut old: libc::sigaction = core::mem::zeroed();
-            if libc::sigaction(sig, &new, &mut old) == 0 {
-                *PREVIOUS[i].lock() = Some(old);
+            if libc::sigaction(sig, &new, ptr::null_mut()) == 0 {
+                *previous = Some(current);
             }
         }
     }
@@ -680,9 +686,19 @@ extern "C" fn on_fault(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_v
         report_fault(addr, write, pc);
     }
     // SAFETY: as above.
-    let from_kernel = unsafe { (*info).si_code } > 0;
-    if !chain(sig, info, ctx) && from_kernel {
-        report_wild_fault(sig, addr, write, pc);
+    let code = unsafe { (*info).si_code };
+    if chain(sig, info, ctx) {
+        return;
+    }
+    if code > 0 {
+        // A fault: its instruction runs again on return, and the default action ends the
+        // process.
+        report_wild_fault(sig, code, addr, write, pc);
+    } else {
+        // Sent (`raise`, `kill`): not delivered again on return, so delivered now, with the
+        // default action back (SA_NODEFER: it is not blocked in here).
+        // SAFETY: raise is async-signal-safe.
+        unsafe { libc::raise(sig) };
     }
 }
 
@@ -711,18 +727,25 @@ fn access(write: Option<bool>) -> &'static str {
 /// pointer, a block's memory long given back), as AddressSanitizer's `SEGV on unknown
 /// address` does: the process then dies of the signal as it would have, but the report says
 /// where, and a crash in a checked run is not only a status.
-fn report_wild_fault(sig: i32, addr: usize, write: Option<bool>, pc: usize) {
+fn report_wild_fault(sig: i32, code: i32, addr: usize, write: Option<bool>, pc: usize) {
     let mut at = fault_stack(pc);
     // The stack starts at the fault (when the walk passed it): a fault in larder's own code is
     // larder's bug, and its frames then say where.
     at.keep_own = at.frames().first() == Some(&(pc + 1));
+    // A general-protection fault (a non-canonical pointer, as from a garbage value) gives no
+    // address, and no page-fault error code to tell a read from a write.
+    let general_protection = code == libc::SI_KERNEL;
     report::describe(&Error {
         class: if sig == libc::SIGBUS {
             "bus-error"
         } else {
             "segv"
         },
-        op: access(write),
+        op: if general_protection {
+            "access, general protection: a non-canonical or otherwise bad pointer"
+        } else {
+            access(write)
+        },
         addr,
         block: None,
         offset: None,

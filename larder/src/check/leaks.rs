@@ -15,8 +15,9 @@ use super::report::Record;
 use crate::options;
 use crate::report::Writer;
 use crate::sync::Lock;
+use core::sync::atomic::AtomicBool;
 use core::sync::atomic::AtomicPtr;
-use core::sync::atomic::Ordering::Acquire;
+use core::sync::atomic::Ordering::{Acquire, Relaxed};
 
 /// A shard's live blocks: a table of header addresses in which a block keeps its place (its
 /// header records the index), so that taking a block out touches the table and its own header
@@ -213,6 +214,8 @@ pub fn unlock_after_fork() {
 }
 
 const PAGE: usize = 4096;
+/// Whether `process_vm_readv` was refused once (it will be again).
+static COPY_REFUSED: AtomicBool = AtomicBool::new(false);
 
 const UNMARKED: u8 = 0;
 const REACHABLE: u8 = 1;
@@ -311,8 +314,9 @@ impl Marker<'_> {
     fn scan_direct(&mut self, start: usize, end: usize, state: u8, leader: usize) {
         let mut p = start.next_multiple_of(8);
         while p + 8 <= end {
-            // SAFETY: the caller passes readable memory: a live block (whose free waits for
-            // the shards' locks the check holds), or a mapping `process_vm_readv` may not read.
+            // SAFETY: the caller passes readable memory: a live core block (whose free waits for
+            // the shards' locks the check holds), or, where `process_vm_readv` is refused, a
+            // root mapping, which only a thread still running could unmap meanwhile.
             let v = unsafe { (p as *const usize).read() };
             p += 8;
             self.mark_word(v, state, leader);
@@ -331,15 +335,26 @@ impl Marker<'_> {
         let mut p = start.next_multiple_of(8);
         while p + 8 <= end {
             let want = (end - p).min(buf.len()) & !7;
-            let got = match crate::os::copy_own(p, &mut buf[..want]) {
+            let copied = if COPY_REFUSED.load(Relaxed) {
+                Err(libc::EPERM)
+            } else {
+                crate::os::copy_own(p, &mut buf[..want])
+            };
+            let got = match copied {
                 Ok(got) => got & !7,
-                Err(libc::EFAULT) => 0,
-                Err(_) => {
-                    // The call is refused (a seccomp filter, as some sandboxes set): the bytes
-                    // are read in place, or nothing would be scanned and every block look lost.
-                    self.scan_direct(p, end, state, leader);
+                Err(libc::EPERM | libc::ENOSYS | libc::EACCES) => {
+                    // The call is refused (a seccomp filter, as some sandboxes set; asked once).
+                    // A root is then read in place, or nothing would be scanned and every block
+                    // look lost; it may be unmapped meanwhile, and the fault would end the
+                    // process. A guarded block is not read: a thread still running may free it,
+                    // and its pages would then fault as a use after free.
+                    COPY_REFUSED.store(true, Relaxed);
+                    if !super::guard::owns(p) {
+                        self.scan_direct(p, end, state, leader);
+                    }
                     return;
                 }
+                Err(_) => 0,
             };
             for word in buf[..got].chunks_exact(8) {
                 let v = usize::from_ne_bytes(word.try_into().unwrap_or_default());
