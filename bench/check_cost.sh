@@ -21,7 +21,8 @@
 #   Debian binary after the fact.
 #
 # Usage: bench/check_cost.sh [PROGRAM...]   (default: churn cxx sqlite python)
-# Needs: cargo build --release --workspace; bash tests/c/build.sh; gcc, g++, clang, valgrind,
+# Needs: cargo build --release --workspace; bash tests/c/build.sh; gcc, g++, valgrind, clang (for
+# the clang and ASan columns, left out without it),
 # GNU time (apt-get install clang valgrind time).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,16 +38,23 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$out" "$scratch"' EXIT
 
 asan_flags=(-O2 -g -fsanitize=address -fno-omit-frame-pointer -pthread)
+# Without clang the clang and ASan columns are left out (apt-get install clang to have them).
+have_clang=$(command -v clang >/dev/null && echo 1)
+clang() { [ -n "$have_clang" ] && command clang "$@"; }
+clang++() { [ -n "$have_clang" ] && command clang++ "$@"; }
+
 # Builds (once) what a program needs beyond tests/c/build.sh's binaries.
 build() {
   case $1 in
     churn)
       [ -x "$work/churn_clang" ] || clang -O2 -g -pthread -o "$work/churn_clang" "$root/tests/c/churn.c"
       [ -x "$work/churn_asan" ] || clang "${asan_flags[@]}" -o "$work/churn_asan" "$root/tests/c/churn.c"
+      return 0
       ;;
     cxx)
       [ -x "$work/cxx_clang" ] || clang++ -std=c++17 -O2 -g -pthread -o "$work/cxx_clang" "$root/tests/c/cxx_workload.cpp"
       [ -x "$work/cxx_asan" ] || clang++ -std=c++17 "${asan_flags[@]}" -o "$work/cxx_asan" "$root/tests/c/cxx_workload.cpp"
+      return 0
       ;;
     sqlite)
       local src=${SQLITE_SRC:-}
@@ -60,9 +68,9 @@ build() {
       local defs=(-DSQLITE_THREADSAFE=1 -DSQLITE_OMIT_LOAD_EXTENSION)
       [ -x "$work/sqlite_gcc" ] || gcc -O2 -g "${defs[@]}" -I"$src" -pthread -o "$work/sqlite_gcc" \
         "$root/bench/sqlite_driver.c" "$src/sqlite3.c" -lm
-      [ -x "$work/sqlite_clang" ] || clang -O2 -g "${defs[@]}" -I"$src" -pthread -o "$work/sqlite_clang" \
+      [ -x "$work/sqlite_clang" ] || [ -z "$have_clang" ] || clang -O2 -g "${defs[@]}" -I"$src" -pthread -o "$work/sqlite_clang" \
         "$root/bench/sqlite_driver.c" "$src/sqlite3.c" -lm
-      [ -x "$work/sqlite_asan" ] || clang "${asan_flags[@]}" "${defs[@]}" -I"$src" -o "$work/sqlite_asan" \
+      [ -x "$work/sqlite_asan" ] || [ -z "$have_clang" ] || clang "${asan_flags[@]}" "${defs[@]}" -I"$src" -o "$work/sqlite_asan" \
         "$root/bench/sqlite_driver.c" "$src/sqlite3.c" -lm
       ;;
   esac
@@ -86,7 +94,7 @@ command_of() {
   esac
   case $tool in
     clang | asan)
-      [ "$program" = python ] && return
+      [ "$program" = python ] || [ -z "$have_clang" ] && return
       bin=$work/${program}_$tool
       ;;
   esac
