@@ -639,13 +639,13 @@ pub(super) fn install_handlers() {
             continue;
         }
         // SAFETY: zeroed `sigaction` structs are valid; `on_fault` has the SA_SIGINFO
-        // signature and never returns into a fault of ours. SA_ONSTACK: on a thread with an
-        // alternate signal stack (Rust's runtime gives its threads one), a stack overflow can
-        // still be handled, by the handler chained to.
+        // signature and never returns into a fault of ours. Not SA_ONSTACK: a program's
+        // alternate signal stack (Rust's runtime, CPython's faulthandler) is a few KiB, less
+        // than a report's unwind and buffers take.
         unsafe {
             let mut new: libc::sigaction = core::mem::zeroed();
             new.sa_sigaction = on_fault as Action as usize;
-            new.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER | libc::SA_ONSTACK;
+            new.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER;
             libc::sigemptyset(&mut new.sa_mask);
             if libc::sigaction(sig, &new, ptr::null_mut()) == 0 {
                 *previous = Some(current);
