@@ -539,9 +539,20 @@ pub fn for_each_live(mut f: impl FnMut(usize, usize, u32)) {
     }
 }
 
-/// Live guarded blocks (for sizing the leak mark's tables).
-pub fn live_count() -> usize {
-    POOL.lock().live
+/// The pool held still: while it lives no guarded block's pages are made inaccessible (a free
+/// waits for it before unmapping), so the leak mark may read live guarded blocks in place.
+pub struct Held(crate::sync::LockGuard<'static, Pool>);
+
+impl Held {
+    /// Live guarded blocks (for sizing the leak mark's tables).
+    pub fn live_count(&self) -> usize {
+        self.0.live
+    }
+}
+
+/// Holds the pool still (see `Held`).
+pub fn hold() -> Held {
+    Held(POOL.lock())
 }
 
 /// Says what guarding did, at exit: a `larder-guard v1` record in the report file, which

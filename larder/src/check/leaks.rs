@@ -296,17 +296,18 @@ struct Marker<'a> {
     blocks: &'a mut [Entry],
     work: &'a mut [usize],
     top: usize,
+    /// Where `scan_copied` copies memory to (`COPY_BYTES`, mmap'd: no root).
+    copy: &'a mut [u8],
 }
+
+/// How much `scan_copied` copies at a time: one system call per 64 KiB of roots (one per
+/// 4 KiB page took 43,000 calls at a CPython process's exit).
+const COPY_BYTES: usize = 64 << 10;
 
 impl Marker<'_> {
     /// Marks every block a word of `[start, end)` points into with `state` (only unmarked
     /// ones, or, with `state == INDIRECT`, definitely lost ones other than `leader`).
     fn scan(&mut self, start: usize, end: usize, state: u8, leader: usize) {
-        let pool = super::guard::pool_range();
-        if start < pool.end && pool.start < end {
-            self.scan_copied(start, end, state, leader);
-            return;
-        }
         self.scan_direct(start, end, state, leader);
     }
 
@@ -314,49 +315,45 @@ impl Marker<'_> {
     fn scan_direct(&mut self, start: usize, end: usize, state: u8, leader: usize) {
         let mut p = start.next_multiple_of(8);
         while p + 8 <= end {
-            // SAFETY: the caller passes readable memory: a live core block (whose free waits for
-            // the shards' locks the check holds), or, where `process_vm_readv` is refused, a
-            // root mapping, which only a thread still running could unmap meanwhile.
+            // SAFETY: the caller passes readable memory: a block live when the check listed it
+            // (a core block's free waits for the shards' locks the check holds, a guarded
+            // block's for the guard pool it holds still), or, where `process_vm_readv` is
+            // refused, a root mapping, which only a thread still running could unmap meanwhile.
             let v = unsafe { (p as *const usize).read() };
             p += 8;
             self.mark_word(v, state, leader);
         }
     }
 
-    /// As `scan`, for memory that may go away while it is scanned: a root mapping (a thread
-    /// still running at exit may unmap it, and so may larder's purger thread a span it gives
-    /// back), or a guarded block (a thread still running may free it, and its pages then
-    /// fault, which the guard handler would report as a use after free by the scan). The
-    /// bytes are copied with `process_vm_readv`, which reports an unreadable page as a short
-    /// copy instead of a fault: such a page is not scanned (memory given back holds no roots,
-    /// and a block freed is no longer a leak), and the scan goes on at the next page.
+    /// As `scan`, for a root mapping, which may go away while it is scanned (a thread still
+    /// running at exit may unmap it, and so may larder's purger thread a span it gives back).
+    /// The bytes are copied with `process_vm_readv`, which reports an unreadable page as a
+    /// short copy instead of a fault: such a page is not scanned (memory given back holds no
+    /// roots), and the scan goes on at the next page.
     fn scan_copied(&mut self, start: usize, end: usize, state: u8, leader: usize) {
-        let mut buf = [0u8; 4096];
         let mut p = start.next_multiple_of(8);
         while p + 8 <= end {
-            let want = (end - p).min(buf.len()) & !7;
+            let want = (end - p).min(self.copy.len()) & !7;
             let copied = if COPY_REFUSED.load(Relaxed) {
                 Err(libc::EPERM)
             } else {
-                crate::os::copy_own(p, &mut buf[..want])
+                crate::os::copy_own(p, &mut self.copy[..want])
             };
             let got = match copied {
                 Ok(got) => got & !7,
                 Err(libc::EPERM | libc::ENOSYS | libc::EACCES) => {
                     // The call is refused (a seccomp filter, as some sandboxes set; asked once).
-                    // A root is then read in place, or nothing would be scanned and every block
-                    // look lost; it may be unmapped meanwhile, and the fault would end the
-                    // process. A guarded block is not read: a thread still running may free it,
-                    // and its pages would then fault as a use after free.
+                    // The root is then read in place, or nothing would be scanned and every
+                    // block look lost; it may be unmapped meanwhile, and the fault would end the
+                    // process.
                     COPY_REFUSED.store(true, Relaxed);
-                    if !super::guard::owns(p) {
-                        self.scan_direct(p, end, state, leader);
-                    }
+                    self.scan_direct(p, end, state, leader);
                     return;
                 }
                 Err(_) => 0,
             };
-            for word in buf[..got].chunks_exact(8) {
+            for at in (0..got).step_by(8) {
+                let word = &self.copy[at..at + 8];
                 let v = usize::from_ne_bytes(word.try_into().unwrap_or_default());
                 self.mark_word(v, state, leader);
             }
@@ -460,20 +457,24 @@ fn stack_roots_start(caller: Caller) -> usize {
         .max(stack_pointer)
 }
 
-/// Runs the leak check and reports what is lost; holds every shard's lock throughout, so
-/// threads still allocating wait. Whether any block was lost (definitely or indirectly).
+/// Runs the leak check and reports what is lost; holds every shard's lock and the guard pool
+/// throughout, so threads still allocating or freeing wait. Whether any block was lost
+/// (definitely or indirectly).
 pub fn check(caller: Caller) -> bool {
     let mut shards: [Option<crate::sync::LockGuard<'static, List>>; SHARDS] =
         [const { None }; SHARDS];
     for (guard, shard) in shards.iter_mut().zip(&LIVE) {
         *guard = Some(shard.0.lock());
     }
+    // Guarded blocks listed below stay mapped while they are read (a thread still running may
+    // free one; its free then waits for the pool before making its pages fault).
+    let pool = super::guard::hold();
     let n: usize = shards
         .iter()
         .flatten()
         .map(|list| list.count)
         .sum::<usize>()
-        + super::guard::live_count();
+        + pool.live_count();
     let Some(mut table) = Mapped::new(n * core::mem::size_of::<Entry>()) else {
         return false;
     };
@@ -481,6 +482,9 @@ pub fn check(caller: Caller) -> bool {
         return false;
     };
     let Some(mut maps_map) = Mapped::new(4 << 20) else {
+        return false;
+    };
+    let Some(mut copy_map) = Mapped::new(COPY_BYTES) else {
         return false;
     };
     // The scan's own tables hold block addresses: they are no roots; nor are check mode's other
@@ -491,6 +495,7 @@ pub fn check(caller: Caller) -> bool {
         table.range(),
         work_map.range(),
         maps_map.range(),
+        copy_map.range(),
         depot_index,
         depot_store,
         super::quarantine::mapped_range(),
@@ -541,6 +546,7 @@ pub fn check(caller: Caller) -> bool {
         blocks,
         work: work_map.slice(n),
         top: 0,
+        copy: copy_map.slice(COPY_BYTES),
     };
     // Spans larder's cache holds: free memory, whose stale bytes are no roots.
     let mut cached_all = [const { 0..0 }; crate::cache::SPANS_MAX];
@@ -576,20 +582,32 @@ pub fn check(caller: Caller) -> bool {
         if (start..end).contains(&stack_start) {
             start = stack_start & !7;
         }
+        // Runs of root pages, each scanned at once. Copied: the mapping may be unmapped
+        // meanwhile (the listing above is a snapshot, and threads still run).
+        let mut run_start = None;
         let mut page = start;
         while page < end {
-            if let Some(r) = own.iter().find(|r| r.contains(&page)) {
-                page = r.end.next_multiple_of(PAGE).min(end);
-                continue;
-            }
-            let next = (page + PAGE).min(end);
-            if !crate::alloc::owns(page as *const u8) && !in_cached_span(page) {
-                // Copied: the mapping may be unmapped meanwhile (the listing above is a
-                // snapshot, and threads still run).
-                marker.scan_copied(page, next, REACHABLE, usize::MAX);
-                marker.drain(REACHABLE, usize::MAX);
+            let skip_to = own.iter().find(|r| r.contains(&page)).map(|r| r.end);
+            let next = skip_to
+                .map_or(page + PAGE, |e| e.next_multiple_of(PAGE))
+                .min(end);
+            let root = skip_to.is_none()
+                && !crate::alloc::owns(page as *const u8)
+                && !in_cached_span(page);
+            match (root, run_start) {
+                (true, None) => run_start = Some(page),
+                (false, Some(from)) => {
+                    marker.scan_copied(from, page, REACHABLE, usize::MAX);
+                    marker.drain(REACHABLE, usize::MAX);
+                    run_start = None;
+                }
+                _ => {}
             }
             page = next;
+        }
+        if let Some(from) = run_start {
+            marker.scan_copied(from, end, REACHABLE, usize::MAX);
+            marker.drain(REACHABLE, usize::MAX);
         }
     }
     // Each lost block not yet reached from another lost one leads; what it reaches is
