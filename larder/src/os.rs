@@ -157,8 +157,8 @@ pub fn may_grow_in_place(end: usize, new_end: usize) -> bool {
 
 /// Copies this process's bytes at `addr` into `buf` with `process_vm_readv`: an unreadable page
 /// ends the copy short instead of faulting. The bytes copied, or `Err(errno)` when none were
-/// (`EFAULT`: `addr` itself is unreadable; anything else: the call is refused, as a seccomp
-/// filter may).
+/// (`EFAULT`: `addr` itself is unreadable; `EPERM`, `ENOSYS`, `EACCES`: the call is refused,
+/// as a seccomp filter may).
 pub(crate) fn copy_own(addr: usize, buf: &mut [u8]) -> Result<usize, libc::c_int> {
     let local = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),

@@ -12,12 +12,9 @@
 # Usage: tests/programs/tools.sh LIB_DIR   (LIB_DIR holds liblarder.so and liblarder_check.so)
 # TOOLS="node git" runs only the commands of those tools.
 set -uo pipefail
-if [ $# -lt 1 ] || [ ! -f "$1/liblarder.so" ] || [ ! -f "$1/liblarder_check.so" ]; then
-  echo "usage: $0 LIB_DIR   (LIB_DIR holds liblarder.so and liblarder_check.so)" >&2
-  exit 2
-fi
-lib=$(realpath "$1/liblarder.so")
-check_lib=$(realpath "$1/liblarder_check.so")
+# shellcheck source=sides.sh
+source "$(dirname "$0")/sides.sh"
+libs_from_dir "$@"
 scratch=$(mktemp -d -t larder-tools.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
 # shellcheck source=../tally.sh
@@ -67,11 +64,7 @@ while IFS=$'\t' read -r tool command; do
   for side in plain preload check; do
     report=$scratch/report.$ran
     : >"$report"
-    case $side in
-      plain) env=() ;;
-      preload) env=(LD_PRELOAD="$lib") ;;
-      check) env=(LD_PRELOAD="$check_lib" LARDER_REPORT_FILE="$report") ;;
-    esac
+    side_env "$side" "$report"
     out[$side]=$(cd "$scratch" && timeout -k 10 300 env "${env[@]}" bash -c "$command" 2>"$scratch/err.$side")
     status[$side]=$?
   done

@@ -10,12 +10,9 @@
 #
 # Usage: tests/programs/version_sweep.sh LIB_DIR [DIR]
 set -uo pipefail
-if [ $# -lt 1 ] || [ ! -f "$1/liblarder.so" ] || [ ! -f "$1/liblarder_check.so" ]; then
-  echo "usage: $0 LIB_DIR [DIR]   (LIB_DIR holds liblarder.so and liblarder_check.so)" >&2
-  exit 2
-fi
-lib=$(realpath "$1/liblarder.so")
-check_lib=$(realpath "$1/liblarder_check.so")
+# shellcheck source=sides.sh
+source "$(dirname "$0")/sides.sh"
+USAGE_MORE="[DIR]" libs_from_dir "$@"
 dir=${2:-/usr/bin}
 skip='^(reboot|halt|poweroff|shutdown|kill|pkill|killall|init|telinit|systemctl|runlevel|login|su|sudo|passwd|chsh|chfn|newgrp|sg|xdg-.*|x-.*|dbus-.*|yes|top|htop|less|more|vi|vim|view|ex|nano|script|watch|sleep|tail|cat|tee|dd|head|nc|ncat|socat|ssh|sshd|scp|sftp|telnet|ftp|.*-config|time|timeout|nohup|env|setsid|setpriv|unshare|nsenter|chroot|flock|expect|tclsh.*|wish.*|node|nodejs|perl.*|sh|bash|dash|rbash|zsh|csh|tcsh|busybox|gdb.*|valgrind.*|strace|ltrace|perf|man|info|pager|sensible-.*|editor|select-editor|update-alternatives|pg_.*|mysql.*)$'
 scratch=$(mktemp -d -t larder-sweep.XXXXXX)
@@ -29,11 +26,7 @@ for program in "$dir"/*; do
   : >"$scratch/report"
   declare -A out=() status=()
   for side in plain preload check; do
-    case $side in
-      plain) env=() ;;
-      preload) env=(LD_PRELOAD="$lib") ;;
-      check) env=(LD_PRELOAD="$check_lib" LARDER_REPORT_FILE="$scratch/report") ;;
-    esac
+    side_env "$side" "$scratch/report"
     (cd "$scratch" && env "${env[@]}" timeout -k 2 5 "$program" --version </dev/null >"$scratch/$side.out" 2>&1)
     status[$side]=$?
     out[$side]=$(head -c 100000 "$scratch/$side.out" | md5sum)

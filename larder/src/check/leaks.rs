@@ -307,12 +307,8 @@ const COPY_BYTES: usize = 64 << 10;
 impl Marker<'_> {
     /// Marks every block a word of `[start, end)` points into with `state` (only unmarked
     /// ones, or, with `state == INDIRECT`, definitely lost ones other than `leader`).
+    /// The words are read in place: `[start, end)` must stay readable.
     fn scan(&mut self, start: usize, end: usize, state: u8, leader: usize) {
-        self.scan_direct(start, end, state, leader);
-    }
-
-    /// As `scan`, reading the words in place: `[start, end)` must stay readable.
-    fn scan_direct(&mut self, start: usize, end: usize, state: u8, leader: usize) {
         let mut p = start.next_multiple_of(8);
         while p + 8 <= end {
             // SAFETY: the caller passes readable memory: a block live when the check listed it
@@ -347,7 +343,7 @@ impl Marker<'_> {
                     // block look lost; it may be unmapped meanwhile, and the fault would end the
                     // process.
                     COPY_REFUSED.store(true, Relaxed);
-                    self.scan_direct(p, end, state, leader);
+                    self.scan(p, end, state, leader);
                     return;
                 }
                 Err(_) => 0,
